@@ -1,0 +1,229 @@
+"""PETS: a probabilistic ensemble world model planned through with CEM/MPPI, on MuJoCo arms.
+
+    python experiments/pets.py --env reacher --seed 0 --out runs/pets_reacher_0
+
+Schedule (Chua et al. 2018): `--random-episodes` episodes of uniform random actions, then every
+episode the model is refit on all data so far and the agent acts by planning through it. The run
+directory gets config.json, metrics.jsonl (one line per episode, deterministic per seed),
+perf.jsonl (wall-clock timings), checkpoints/latest.pkl (after every episode) and
+plots/learning_curve.png. `--resume` continues an interrupted run and gives the same metrics as an
+uninterrupted one. `--model oracle` plans with the true simulator instead of a learned model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prototypes import config as cfglib
+from prototypes.agents.mpc import MPCState, make_mpc_agent, run_episode
+from prototypes.config import ConfigError, arg, check
+from prototypes.data import replay
+from prototypes.data.runs import CheckpointError, RunDir, open_run
+from prototypes.envs import get_spec, make
+from prototypes.models.base import TrainingDivergedError
+from prototypes.models.ensemble import EnsembleConfig, make_ensemble
+from prototypes.models.oracle import make_oracle
+from prototypes.planning import PlannerConfig, make_planner
+
+# Published and measured reference figures, drawn as dashed lines on the learning curve.
+REFERENCES = {
+    "reacher": {"random -43": -43.0, "zero actions -11.5": -11.5, "CEM on true sim -4.2": -4.2},
+    "pusher": {"random -147": -147.0, "zero actions -56": -56.0, "CEM on true sim -33": -33.0},
+}
+
+
+@dataclass(frozen=True)
+class PETSConfig:
+    env: str = arg("reacher", "task: reacher (Reacher-v5) or pusher (Pusher-v5)")
+    seed: int = arg(0, "seeds the env resets, the network init, the planner and the data order")
+    episodes: int = arg(50, "total episodes, random ones included")
+    random_episodes: int = arg(1, "episodes of uniform random actions before planning starts")
+    model_kind: Literal["ensemble", "oracle"] = arg(
+        "ensemble", "world model: ensemble (learned, PETS) or oracle (the true simulator)")
+    model: EnsembleConfig = arg(EnsembleConfig(), "probabilistic ensemble")
+    planner: PlannerConfig = arg(PlannerConfig(), "planner")
+
+    def __post_init__(self) -> None:
+        from prototypes.envs import TASKS
+
+        check(self.env in TASKS, f"unknown env {self.env!r}: choose from {', '.join(sorted(TASKS))}")
+        check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        check(0 <= self.random_episodes <= self.episodes,
+              f"random_episodes must be in [0, episodes={self.episodes}], got {self.random_episodes}")
+        check(self.model_kind == "oracle" or self.random_episodes >= 1,
+              "a learned model needs random_episodes >= 1 to have data before planning")
+
+
+# Per-task defaults, chosen on this 2-core CPU (see the README for the figures they reach).
+TASK_DEFAULTS = {
+    "reacher": {"episodes": 50, "planner.horizon": 15, "planner.population": 400},
+    "pusher": {"episodes": 100, "planner.horizon": 25, "planner.population": 500,
+               "planner.elites": 50},
+}
+
+ALIASES = {
+    "model_kind": "model", "planner.kind": "planner", "planner.horizon": "horizon",
+    "planner.population": "population", "planner.particles": "particles",
+    "planner.elites": "elites", "planner.iterations": "iterations", "model.members": "ensemble",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pets.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cfglib.add_arguments(parser, PETSConfig, aliases=ALIASES)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run directory (default: runs/pets_<env>_<seed>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def parse_config(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[PETSConfig, argparse.Namespace]:
+    ns = parser.parse_args(argv)
+    given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}
+    env = ns.env
+    for name, value in TASK_DEFAULTS.get(env, {}).items():
+        flags = {name} | ({ALIASES[name]} if name in ALIASES else set())
+        if not flags & given:
+            setattr(ns, name, value)
+    cfg = cfglib.from_args(PETSConfig, ns)
+    return cfg, ns
+
+
+def main(argv: list[str] | None = None) -> RunDir:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        cfg, ns = parse_config(parser, argv)
+    except ConfigError as e:
+        parser.error(str(e))
+    out = ns.out or Path("runs") / f"pets_{cfg.env}_{cfg.seed}"
+    try:
+        run = open_run(out, cfglib.to_dict(cfg), resume=ns.resume, argv=argv)
+        return train(cfg, run, resume=ns.resume, progress=not ns.no_progress)
+    except (CheckpointError, FileExistsError) as e:
+        parser.error(str(e))
+    except TrainingDivergedError as e:
+        print(f"pets.py: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
+    spec = get_spec(cfg.env)
+    env = make(cfg.env)
+    if cfg.model_kind == "oracle":
+        model = make_oracle(spec, env)
+    else:
+        model = make_ensemble(cfg.model, spec)
+    planner = make_planner(cfg.planner, spec)
+    capacity = cfg.episodes * spec.episode_steps
+    agent = make_mpc_agent(model, planner, spec, capacity)
+    run_key = jax.random.key(cfg.seed)
+    low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+
+    state = agent.init(jax.random.fold_in(run_key, 0))
+    if resume:
+        saved = run.load_checkpoint()
+        try:
+            state = jax.tree.map(jnp.asarray, saved["state"])
+            assert jax.tree.structure(state) == jax.tree.structure(agent.init(run_key))
+        except (KeyError, TypeError, AssertionError):
+            raise CheckpointError(f"checkpoint {run.checkpoint_path} does not match this config") from None
+        run.truncate_metrics(int(state.episode))
+    start = int(state.episode)
+
+    bar = _progress(total=cfg.episodes * spec.episode_steps, initial=start * spec.episode_steps,
+                    enabled=progress)
+    for ep in range(start, cfg.episodes):
+        ep_key = jax.random.fold_in(run_key, ep + 1)
+        key_act, key_fit = jax.random.split(ep_key)
+        t0 = time.perf_counter()
+        state = state.replace(plan=planner.init())
+        if ep < cfg.random_episodes:
+            u = np.asarray(jax.random.uniform(key_act, (spec.episode_steps, spec.act_dim)))
+            def policy(obs, t, u=u):
+                return low + (high - low) * u[t]
+        else:
+            holder = {"state": state}
+            def policy(obs, t, holder=holder):
+                root = model.encode(holder["state"].model, obs, env)
+                action, holder["state"], _ = agent.act(
+                    holder["state"], jax.random.fold_in(key_act, t), root)
+                return np.asarray(action)
+        result = run_episode(env, policy, reset_seed=_reset_seed(cfg.seed, ep),
+                             on_step=lambda t, r: bar.update(1))
+        if ep >= cfg.random_episodes:
+            state = holder["state"]
+        t_act = time.perf_counter() - t0
+        state = state.replace(buffer=replay.add(state.buffer, jax.tree.map(jnp.asarray, result.transitions)))
+        fit_metrics: dict = {}
+        t1 = time.perf_counter()
+        if ep + 1 < cfg.episodes:
+            state, fit_metrics = agent.update(state, key_fit)
+        t_fit = time.perf_counter() - t1
+        state = state.replace(episode=jnp.int32(ep + 1))
+        record = {"episode": ep + 1, "env_steps": (ep + 1) * spec.episode_steps,
+                  "return": result.episode_return, "random": ep < cfg.random_episodes, **fit_metrics}
+        run.log(record)
+        _log_perf(run, {"episode": ep + 1, "act_seconds": t_act, "fit_seconds": t_fit,
+                        "seconds_per_step": t_act / result.steps})
+        run.save_checkpoint({"state": state})
+        _plot(run, cfg)
+        bar.set_postfix(ep=ep + 1, ret=f"{result.episode_return:.1f}",
+                        s_per_step=f"{t_act / result.steps:.3f}", fit_s=f"{t_fit:.1f}")
+    bar.close()
+    return run
+
+
+def _reset_seed(seed: int, episode: int) -> int:
+    """A distinct, reproducible env reset seed per (run seed, episode), so resume needs no env RNG."""
+    return (seed * 1_000_003 + episode) % (2**31 - 1)
+
+
+def _log_perf(run: RunDir, record: dict) -> None:
+    with open(run.path / "perf.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _plot(run: RunDir, cfg: PETSConfig) -> None:
+    records = run.metrics()
+    steps = [r["env_steps"] for r in records]
+    rets = [r["return"] for r in records]
+    last10 = [float(np.mean(rets[max(0, i - 9):i + 1])) for i in range(len(rets))]
+    run.plot_curve(
+        "learning_curve", steps, {"episode return": rets, "mean of last 10": last10},
+        xlabel="env steps", ylabel="return",
+        title=f"PETS ({cfg.model_kind}, {cfg.planner.kind}) on {cfg.env}, seed {cfg.seed}",
+        hlines=REFERENCES.get(cfg.env))
+
+
+class _NoBar:
+    def update(self, n): pass
+    def set_postfix(self, **kw): pass
+    def close(self): pass
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="PETS")
+
+
+if __name__ == "__main__":
+    main()

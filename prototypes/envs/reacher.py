@@ -1,0 +1,46 @@
+"""Reacher-v5: a 2-link planar arm reaches a target. obs 10, action 2 in [-1, 1], 50 steps.
+
+Observation layout (gymnasium 1.4, v5)::
+
+    [0:2] cos(q1, q2)  [2:4] sin(q1, q2)  [4:6] target xy  [6:8] joint velocities
+    [8:10] fingertip - target (xy)
+
+Gymnasium computes the reward *after* stepping, from the new body positions:
+``r = -|fingertip - target| - 1.0 * |a|^2``, i.e. a function of (action, next_obs).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from prototypes.types import Array, Float
+
+__all__ = ["reward_fn", "done_fn", "SENSOR_BODIES", "obs_from_physics"]
+
+DIST_WEIGHT = 1.0
+CTRL_WEIGHT = 1.0  # gymnasium 1.4's Reacher-v5 default reward_control_weight
+SENSOR_BODIES = ("fingertip", "target")  # body positions the oracle reads back (see obs_from_physics)
+
+
+def reward_fn(
+    obs: Float[Array, " O"], action: Float[Array, " A"], next_obs: Float[Array, " O"]
+) -> Float[Array, ""]:
+    """r(obs, action, next_obs) exactly as Reacher-v5 computes it (obs is unused)."""
+    del obs
+    return -DIST_WEIGHT * jnp.linalg.norm(next_obs[8:10]) - CTRL_WEIGHT * jnp.sum(action**2)
+
+
+def done_fn(next_obs: Float[Array, " O"]) -> Array:
+    """Reacher never terminates (episodes are truncated at 50 steps)."""
+    del next_obs
+    return jnp.zeros((), bool)
+
+
+def obs_from_physics(qpos: np.ndarray, qvel: np.ndarray, sensors: np.ndarray) -> np.ndarray:
+    """The observation from batched qpos [B, 4], qvel [B, 4], sensors [B, 6] (fingertip, target xyz)."""
+    q = qpos[:, :2]
+    tip_minus_target = sensors[:, 0:3] - sensors[:, 3:6]
+    return np.concatenate(
+        [np.cos(q), np.sin(q), qpos[:, 2:], qvel[:, :2], tip_minus_target[:, :2]], axis=-1
+    )

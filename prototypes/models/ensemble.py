@@ -1,0 +1,263 @@
+"""The probabilistic ensemble of PETS (Chua et al. 2018).
+
+E MLPs, each predicting a Gaussian over the normalised state delta: mean and a log-variance kept
+inside learned bounds [min_logvar, max_logvar] by softplus. Inputs (obs, action) and targets
+(next_obs - obs) are standardised with statistics refitted on every `fit`. Training minimises the
+Gaussian NLL plus a small penalty that tightens the log-variance bounds, with each member seeing
+its own bootstrap of the data, and keeps for each member the parameters with the lowest held-out
+MSE (early stopping).
+
+Propagation (how `predict` assigns the B states of a batch to members):
+- "ts1": a fresh random member for every state at every step (TS-1);
+- "tsinf": state b always goes to member b % E (TS-inf: with the planner's particle-major layout,
+  each candidate's particles are spread evenly over the members and keep their member);
+- "expectation": every state goes through every member and the next state is the members' mean
+  prediction, with no sampling noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from prototypes.config import arg, check
+from prototypes.envs.registry import EnvSpec
+from prototypes.models.base import TrainingDivergedError, WorldModel
+from prototypes.models.normalizer import Normalizer, fit_normalizer
+from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Transition
+
+__all__ = ["EnsembleConfig", "EnsembleState", "GaussianMLP", "make_ensemble", "gaussian_nll"]
+
+Propagation = Literal["ts1", "tsinf", "expectation"]
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    members: int = arg(5, "ensemble size E")
+    hidden_size: int = arg(200, "width of each hidden layer")
+    hidden_layers: int = arg(3, "number of hidden layers")
+    propagation: Propagation = arg("tsinf", "how particles use members: ts1, tsinf or expectation")
+    learning_rate: float = arg(1e-3, "Adam learning rate")
+    weight_decay: float = arg(5e-5, "L2 weight decay (decoupled, AdamW)")
+    batch_size: int = arg(64, "minibatch size per member")
+    max_epochs: int = arg(40, "most training epochs per fit (an epoch = N_train / batch_size steps)")
+    patience: int = arg(5, "stop after this many epochs without a held-out improvement")
+    holdout: float = arg(0.1, "fraction of the data held out for early stopping")
+    bootstrap: bool = arg(True, "each member trains on its own bootstrap resample")
+    logvar_penalty: float = arg(0.01, "weight of the term that tightens the log-variance bounds")
+
+    def __post_init__(self) -> None:
+        check(self.members >= 1, f"model.members must be >= 1, got {self.members}")
+        check(self.hidden_size >= 1, f"model.hidden_size must be >= 1, got {self.hidden_size}")
+        check(self.hidden_layers >= 1, f"model.hidden_layers must be >= 1, got {self.hidden_layers}")
+        check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
+        check(self.batch_size >= 1, f"model.batch_size must be >= 1, got {self.batch_size}")
+        check(self.max_epochs >= 1, f"model.max_epochs must be >= 1, got {self.max_epochs}")
+        check(self.patience >= 1, f"model.patience must be >= 1, got {self.patience}")
+        check(0.0 <= self.holdout < 1.0, f"model.holdout must be in [0, 1), got {self.holdout}")
+        check(self.propagation in ("ts1", "tsinf", "expectation"),
+              f"model.propagation must be ts1, tsinf or expectation, got {self.propagation!r}")
+
+
+class GaussianMLP(nn.Module):
+    """One member: (normalised obs, action) -> mean and bounded log-variance of the delta."""
+
+    out_dim: int
+    hidden_size: int
+    hidden_layers: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "B I"]) -> tuple[Float[Array, "B O"], Float[Array, "B O"]]:
+        for _ in range(self.hidden_layers):
+            x = nn.silu(nn.Dense(self.hidden_size)(x))
+        out = nn.Dense(2 * self.out_dim)(x)
+        mean, logvar = jnp.split(out, 2, axis=-1)
+        max_lv = self.param("max_logvar", lambda _: jnp.full((self.out_dim,), 0.5, jnp.float32))
+        min_lv = self.param("min_logvar", lambda _: jnp.full((self.out_dim,), -10.0, jnp.float32))
+        max_lv, min_lv = jnp.broadcast_to(max_lv, logvar.shape), jnp.broadcast_to(min_lv, logvar.shape)
+        logvar = max_lv - nn.softplus(max_lv - logvar)
+        logvar = min_lv + nn.softplus(logvar - min_lv)
+        return mean, logvar
+
+
+@struct.dataclass
+class EnsembleState:
+    """params: member-stacked (leading dim E); opt_state: optax state; in_norm over [obs, action];
+    out_norm over the delta."""
+
+    params: Params
+    opt_state: optax.OptState
+    in_norm: Normalizer
+    out_norm: Normalizer
+
+
+def gaussian_nll(
+    mean: Float[Array, "... D"], logvar: Float[Array, "... D"], target: Float[Array, "... D"]
+) -> Float[Array, ""]:
+    """Mean over all entries of (target - mean)^2 / var + log var (the NLL without 0.5 and log 2pi)."""
+    return jnp.mean((target - mean) ** 2 * jnp.exp(-logvar) + logvar)
+
+
+_CHUNK = 8  # gradient steps per jitted call
+
+
+def _bucket(n: int) -> int:
+    """The smallest power of two >= max(n, 64)."""
+    return 1 << (max(n, 64) - 1).bit_length()
+
+
+def _pad_rows(x: Array, rows: int) -> Array:
+    return jnp.concatenate([x, jnp.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)], axis=0)
+
+
+def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
+    """Build the PETS ensemble for a task. The returned functions close over plain scalars."""
+    E, O, A = cfg.members, spec.obs_dim, spec.act_dim
+    net = GaussianMLP(out_dim=O, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
+    optimizer = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
+    propagation, batch_size = cfg.propagation, cfg.batch_size
+    reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
+
+    def init(key: PRNGKey, example: Transition) -> EnsembleState:
+        del example  # shapes come from the spec
+        params = jax.vmap(net.init, in_axes=(0, None))(
+            jax.random.split(key, E), jnp.zeros((1, O + A), jnp.float32)
+        )
+        return EnsembleState(
+            params=params,
+            opt_state=optimizer.init(params),
+            in_norm=Normalizer.identity(O + A),
+            out_norm=Normalizer.identity(O),
+        )
+
+    def _forward_members(params: Params, x: Float[Array, "E M I"]):
+        return jax.vmap(net.apply)(params, x)  # each [E, M, O]
+
+    def predict(state: EnsembleState, key: PRNGKey, obs, action) -> Step:
+        """Batched: obs [B, O], action [B, A] -> Step [B]. The key is consumed."""
+        B = obs.shape[0]
+        key_perm, key_noise = jax.random.split(key)
+        x = state.in_norm.normalize(jnp.concatenate([obs, action], axis=-1))
+        if propagation == "expectation":
+            mean, _ = _forward_members(state.params, jnp.broadcast_to(x, (E, B, O + A)))
+            delta = state.out_norm.denormalize(jnp.mean(mean, axis=0))
+        else:
+            pad = (-B) % E  # members get equal shares; padding rows are dropped afterwards
+            order = (jax.random.permutation(key_perm, B) if propagation == "ts1"
+                     else jnp.arange(B))
+            xs = jnp.concatenate([x[order], jnp.zeros((pad, O + A), x.dtype)], axis=0)
+            # row b of xs goes to member b % E: reshape [M, E] then put E first
+            xs = xs.reshape(-1, E, O + A).transpose(1, 0, 2)
+            mean, logvar = _forward_members(state.params, xs)
+            noise = jax.random.normal(key_noise, mean.shape, mean.dtype)
+            z = mean + jnp.exp(0.5 * logvar) * noise
+            z = z.transpose(1, 0, 2).reshape(-1, O)[:B]
+            z = jnp.zeros_like(z).at[order].set(z)  # undo the permutation
+            delta = state.out_norm.denormalize(z)
+        next_obs = obs + delta
+        return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
+
+    def loss(params: Params, state: EnsembleState, x, y) -> tuple[Array, Metrics]:
+        """x [E, M, O+A], y [E, M, O], both normalised."""
+        mean, logvar = _forward_members(params, x)
+        nll = jax.vmap(gaussian_nll)(mean, logvar, y)  # [E]
+        bounds = params["params"]
+        penalty = cfg.logvar_penalty * (
+            jnp.sum(bounds["max_logvar"]) - jnp.sum(bounds["min_logvar"])
+        ) / E
+        total = jnp.sum(nll) + penalty
+        return total, {"nll": jnp.mean(nll)}
+
+    @jax.jit
+    def train_steps(state: EnsembleState, x_all, y_all, idx: Array):
+        """Gradient steps over the minibatches idx [S, E, M] (rows of x_all, y_all)."""
+
+        def one(carry, batch_idx):
+            params, opt_state = carry
+            x, y = x_all[batch_idx], y_all[batch_idx]
+            (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params, state, x, y)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), metrics["nll"]
+
+        (params, opt_state), nll = jax.lax.scan(one, (state.params, state.opt_state), idx)
+        return state.replace(params=params, opt_state=opt_state), jnp.mean(nll)
+
+    @jax.jit
+    def holdout_mse(params: Params, x, y, idx, weight) -> Float[Array, " E"]:
+        """Per-member weighted MSE of the mean over rows idx (weight 0 marks padding)."""
+        xs, ys = x[idx], y[idx]
+        mean, _ = _forward_members(params, jnp.broadcast_to(xs, (E,) + xs.shape))
+        err = jnp.mean((mean - ys[None]) ** 2, axis=2)  # [E, H]
+        return jnp.sum(err * weight[None], axis=1) / jnp.sum(weight)
+
+    def fit(state: EnsembleState, key: PRNGKey, data: Transition) -> tuple[EnsembleState, Metrics]:
+        """Refit normalisers, then train with early stopping on a held-out split (host loop).
+
+        Minibatch index arrays are drawn with NumPy from a generator seeded by `key`, and padded
+        to a fixed chunk length so the jitted step compiles once per chunk shape.
+        """
+        obs = jnp.asarray(data.obs, jnp.float32)
+        x_raw = jnp.concatenate([obs, jnp.asarray(data.action, jnp.float32)], axis=-1)
+        d_raw = jnp.asarray(data.next_obs, jnp.float32) - obs
+        n = x_raw.shape[0]
+        state = state.replace(in_norm=fit_normalizer(x_raw), out_norm=fit_normalizer(d_raw))
+        x, y = state.in_norm.normalize(x_raw), state.out_norm.normalize(d_raw)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        # Pad data and index arrays to power-of-two / fixed-chunk shapes: the jitted steps then
+        # compile a handful of times over a run instead of once per fit as the data grows.
+        x, y = _pad_rows(x, _bucket(n)), _pad_rows(y, _bucket(n))
+        perm = rng.permutation(n)
+        n_hold = int(cfg.holdout * n) if n >= 20 else 0
+        hold, train = perm[:n_hold], perm[n_hold:]
+        hold_idx = jnp.asarray(np.resize(hold, _bucket(max(n_hold, 1))), jnp.int32)
+        hold_w = jnp.asarray(np.arange(hold_idx.shape[0]) < n_hold, jnp.float32)
+        n_chunks = -(-len(train) // (batch_size * _CHUNK))  # ceil: an epoch covers the data once
+        best = np.full(E, np.inf)
+        best_params, epochs_since, epoch, train_nll = state.params, 0, 0, float("nan")
+        for epoch in range(1, cfg.max_epochs + 1):
+            steps = n_chunks * _CHUNK
+            if cfg.bootstrap:
+                idx = train[rng.integers(0, len(train), (steps, E, batch_size))]
+            else:
+                idx = np.stack([rng.permutation(np.resize(train, steps * batch_size))
+                                for _ in range(E)], axis=0)
+                idx = idx.reshape(E, steps, batch_size).transpose(1, 0, 2)
+            idx = jnp.asarray(idx, jnp.int32)
+            nlls = []
+            for c in range(n_chunks):
+                state, nll = train_steps(state, x, y, idx[c * _CHUNK:(c + 1) * _CHUNK])
+                nlls.append(nll)
+            train_nll = float(jnp.mean(jnp.stack(nlls)))
+            if not np.isfinite(train_nll):
+                raise TrainingDivergedError(
+                    f"model training loss became {train_nll} at epoch {epoch} on {n} transitions "
+                    f"(learning_rate={cfg.learning_rate}); lower --model.learning_rate or check the data")
+            if n_hold == 0:
+                best_params = state.params
+                continue
+            mse = np.asarray(holdout_mse(state.params, x, y, hold_idx, hold_w))
+            improved = mse < best * (1 - 1e-4)
+            if improved.any():
+                mask = jnp.asarray(improved)
+                best_params = jax.tree.map(
+                    lambda new, old: jnp.where(mask.reshape((E,) + (1,) * (new.ndim - 1)), new, old),
+                    state.params, best_params)
+                best = np.where(improved, mse, best)
+                epochs_since = 0
+            else:
+                epochs_since += 1
+                if epochs_since >= cfg.patience:
+                    break
+        state = state.replace(params=best_params)
+        metrics = {"model/train_nll": train_nll, "model/epochs": epoch,
+                   "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan")}
+        return state, metrics
+
+    return WorldModel(init=init, predict=predict, fit=fit, name="ensemble")

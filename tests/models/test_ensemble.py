@@ -1,0 +1,165 @@
+"""The probabilistic ensemble: loss, propagation modes, fitting, errors."""
+
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prototypes.envs.registry import EnvSpec
+from prototypes.models.base import TrainingDivergedError
+from prototypes.models.ensemble import EnsembleConfig, GaussianMLP, gaussian_nll, make_ensemble
+from prototypes.models.normalizer import Normalizer
+from prototypes.planning import evaluate_sequences
+from prototypes.types import Transition
+
+O, A = 3, 2
+
+
+def _spec() -> EnvSpec:
+    return EnvSpec(name="lin", gym_id="-", obs_dim=O, act_dim=A, action_low=(-1.0,) * A,
+                   action_high=(1.0,) * A, episode_steps=10,
+                   reward_fn=lambda o, a, n: -jnp.sum(n**2), done_fn=lambda n: jnp.zeros((), bool),
+                   obs_from_physics=None, sensor_bodies=())
+
+
+SMALL = EnsembleConfig(members=2, hidden_size=16, hidden_layers=2, max_epochs=3, batch_size=16)
+
+
+def test_nll_gradient_vanishes_at_true_mean_and_variance():
+    """For targets y_i, d/dmu mean((y-mu)^2 e^-lv + lv) = -2 mean(y - mu) e^-lv = 0 at mu = mean(y);
+    d/dlv = 1 - mean((y-mu)^2) e^-lv = 0 at lv = log mean((y-mu)^2)."""
+    y = jnp.array([[0.5], [1.5], [2.5], [3.5]])  # mean 2, variance (2.25+0.25+0.25+2.25)/4 = 1.25
+
+    def nll(mu, lv):  # one shared mean and log-variance for all four targets
+        return gaussian_nll(jnp.full((4, 1), mu), jnp.full((4, 1), lv), y)
+
+    g_mu, g_lv = jax.grad(nll, argnums=(0, 1))(2.0, jnp.log(1.25))
+    np.testing.assert_allclose(g_mu, 0.0, atol=1e-6)
+    np.testing.assert_allclose(g_lv, 0.0, atol=1e-6)
+    # away from it the gradient points back: d/dmu at mu = 1.5 is -2 * 0.5 / 1.25 = -0.8
+    np.testing.assert_allclose(jax.grad(nll)(1.5, jnp.log(1.25)), -0.8, rtol=1e-5)
+
+
+def test_logvar_stays_within_learned_bounds():
+    net = GaussianMLP(out_dim=O, hidden_size=8, hidden_layers=1)
+    params = net.init(jax.random.key(0), jnp.zeros((1, O + A)))
+    _, logvar = net.apply(params, 1e3 * jax.random.normal(jax.random.key(1), (64, O + A)))
+    # softplus bounds are soft by at most log(1 + e^-(max - min)) = log(1 + e^-10.5) ~ 2.8e-5
+    assert float(logvar.max()) <= 0.5 + 3e-5 and float(logvar.min()) >= -10.0 - 1e-6
+
+
+def test_tsinf_with_one_member_equals_plain_rollout():
+    """E = 1: TS-inf, TS-1 are the same single Gaussian network; a hand-written rollout that samples
+    obs' = obs + denorm(mu + exp(lv / 2) * eps) with the same noise gives the same return."""
+    spec = _spec()
+    cfg = replace(SMALL, members=1)
+    key_init = jax.random.key(0)
+    obs0 = jnp.array([0.2, -0.1, 0.4])
+    actions = 0.3 * jax.random.normal(jax.random.key(1), (4, 5, A))  # N=4, T=5
+    for prop in ("tsinf", "ts1"):
+        model = make_ensemble(replace(cfg, propagation=prop), spec)
+        state = model.init(key_init, None)
+        state = state.replace(in_norm=Normalizer(jnp.full(O + A, 0.1), jnp.full(O + A, 2.0)),
+                              out_norm=Normalizer(jnp.full(O, -0.05), jnp.full(O, 0.5)))
+        got = evaluate_sequences(lambda k, o, a: model.predict(state, k, o, a),
+                                 jax.random.key(2), obs0, actions, 3)
+        # reference: loop over candidates, particles and steps, replaying the key schedule
+        net = GaussianMLP(out_dim=O, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
+        params = jax.tree.map(lambda p: p[0], state.params)
+        keys = jax.random.split(jax.random.key(2), 5)
+        obs = jnp.broadcast_to(obs0, (12, O))
+        acts = jnp.repeat(actions, 3, axis=0)
+        total = jnp.zeros(12)
+        for t in range(5):
+            _, key_noise = jax.random.split(keys[t])
+            x = (jnp.concatenate([obs, acts[:, t]], -1) - 0.1) / 2.0
+            mu, lv = net.apply(params, x)
+            eps = jax.random.normal(key_noise, (1, 12, O))[0]
+            if prop == "ts1":  # rows were permuted, which with one member only reorders noise
+                perm_key, _ = jax.random.split(keys[t])
+                perm = jax.random.permutation(perm_key, 12)
+                eps = jnp.zeros_like(eps).at[perm].set(eps)
+            obs = obs + (mu + jnp.exp(lv / 2) * eps) * 0.5 - 0.05
+            total = total - jnp.sum(obs**2, -1)
+        np.testing.assert_allclose(got, total.reshape(4, 3).mean(1), rtol=1e-5, atol=1e-5)
+
+
+def test_tsinf_assigns_row_b_to_member_b_mod_E():
+    """Give member e an output bias of 10 * e (zero weights elsewhere, zero noise): next obs of row
+    b must be obs + 10 * (b % E)."""
+    E = 3
+    model = make_ensemble(replace(SMALL, members=E, propagation="tsinf"), _spec())
+    state = model.init(jax.random.key(0), None)
+    params = jax.tree.map(jnp.zeros_like, state.params)
+    out_layer = f"Dense_{SMALL.hidden_layers}"
+    bias = params["params"][out_layer]["bias"]
+    bias = bias.at[:, :O].set(10.0 * jnp.arange(E)[:, None]).at[:, O:].set(-1e3)
+    params["params"][out_layer]["bias"] = bias
+    params["params"]["min_logvar"] = jnp.full((E, O), -60.0)
+    params["params"]["max_logvar"] = jnp.full((E, O), -50.0)
+    state = state.replace(params=params)
+    B = 7  # not a multiple of E: padding rows must not shift the assignment
+    step = model.predict(state, jax.random.key(1), jnp.zeros((B, O)), jnp.zeros((B, A)))
+    np.testing.assert_allclose(step.obs[:, 0], 10.0 * (np.arange(B) % E), atol=1e-3)
+    # expectation mode averages the members: (0 + 10 + 20) / 3 = 10 for every row
+    exp_model = make_ensemble(replace(SMALL, members=E, propagation="expectation"), _spec())
+    step = exp_model.predict(state, jax.random.key(1), jnp.zeros((B, O)), jnp.zeros((B, A)))
+    np.testing.assert_allclose(step.obs[:, 0], 10.0, atol=1e-3)
+
+
+def _linear_data(n: int, key) -> Transition:
+    """next = obs + 0.5 * [a, 0] + 0.1 * obs[::-1]: a smooth map a small MLP learns well."""
+    k1, k2 = jax.random.split(key)
+    obs = jax.random.uniform(k1, (n, O), minval=-1, maxval=1)
+    act = jax.random.uniform(k2, (n, A), minval=-1, maxval=1)
+    nxt = obs + 0.5 * jnp.concatenate([act, jnp.zeros((n, O - A))], -1) + 0.1 * obs[:, ::-1]
+    return Transition(obs=obs, action=act, reward=jnp.zeros(n), next_obs=nxt, done=jnp.zeros(n, bool))
+
+
+@pytest.mark.slow
+def test_fit_learns_a_linear_system_with_early_stopping():
+    cfg = replace(SMALL, members=2, hidden_size=32, max_epochs=60, patience=5, batch_size=32,
+                  propagation="expectation")
+    model = make_ensemble(cfg, _spec())
+    data = _linear_data(1000, jax.random.key(0))
+    state, metrics = model.fit(model.init(jax.random.key(1), None), jax.random.key(2), data)
+    test = _linear_data(200, jax.random.key(3))
+    pred = model.predict(state, jax.random.key(4), test.obs, test.action).obs
+    # the delta has std ~0.3; a fitted model gets its error well under a tenth of that
+    rmse = float(jnp.sqrt(jnp.mean((pred - test.next_obs) ** 2)))
+    assert rmse < 0.03, rmse
+    assert metrics["model/epochs"] <= 60 and metrics["model/holdout_mse"] < 0.05
+
+
+def test_fit_is_deterministic_per_key():
+    model = make_ensemble(SMALL, _spec())
+    data = _linear_data(100, jax.random.key(0))
+    s0 = model.init(jax.random.key(1), None)
+    a, _ = model.fit(s0, jax.random.key(2), data)
+    b, _ = model.fit(s0, jax.random.key(2), data)
+    c, _ = model.fit(s0, jax.random.key(3), data)
+    leaves = lambda s: np.concatenate([np.ravel(x) for x in jax.tree.leaves(s.params)])
+    np.testing.assert_array_equal(leaves(a), leaves(b))
+    assert not np.array_equal(leaves(a), leaves(c))
+
+
+def test_nan_in_training_data_stops_with_a_clear_error():
+    model = make_ensemble(SMALL, _spec())
+    data = _linear_data(100, jax.random.key(0))
+    data = data.replace(next_obs=data.next_obs.at[5, 1].set(jnp.nan))
+    with pytest.raises(TrainingDivergedError, match="model training loss became nan at epoch 1"):
+        model.fit(model.init(jax.random.key(1), None), jax.random.key(2), data)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(members=0), "model.members must be >= 1, got 0"),
+    (dict(holdout=1.0), r"model.holdout must be in \[0, 1\), got 1.0"),
+    (dict(propagation="ts2"), "model.propagation must be ts1, tsinf or expectation"),
+])
+def test_config_errors(bad, match):
+    from prototypes.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        EnsembleConfig(**bad)
