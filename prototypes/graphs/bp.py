@@ -5,7 +5,7 @@ One temperature T selects the semiring: T = 1 is sum-product (marginals), T = 0 
 `graph.py`); an iteration is
 
     beliefs = evidence + segment_sum(factor-to-variable messages)        [S]
-    vtof    = normalise(beliefs[edge var state] - own message)            [M] (exclude own)
+    vtof    = beliefs[edge var state] - own message                       [M] (exclude own)
     ftov'   = normalise(concat(kind.update(group) for group in graph))    [M] (one op per group)
     ftov    = damping * ftov + (1 - damping) * ftov'
 
@@ -177,7 +177,9 @@ def make_bp(cfg: BPConfig, graph: CompiledGraph) -> BP:
         def iteration(carry, _):
             ftov, _ = carry
             beliefs = evidence + incoming_sum(ftov)
-            vtof = normalise(beliefs[var_state] - ftov)
+            # Factor updates are invariant (up to a per-edge constant, removed below) to shifting
+            # an incoming message, so variable-to-factor messages need no normalising.
+            vtof = jnp.maximum(beliefs[var_state] - ftov, NEG_INF)
             if updates:
                 new = jnp.concatenate([
                     update(pots, vtof[start:stop], temperature)
