@@ -68,9 +68,10 @@ class PETSConfig:
 
 # Per-task defaults, chosen on this 2-core CPU (see the README for the figures they reach).
 TASK_DEFAULTS = {
-    "reacher": {"episodes": 50, "planner.horizon": 15, "planner.population": 400},
-    "pusher": {"episodes": 100, "planner.horizon": 25, "planner.population": 500,
-               "planner.elites": 50},
+    "reacher": {"episodes": 50, "model.hidden_size": 128, "planner.population": 200,
+                "planner.elites": 20, "planner.iterations": 4, "planner.horizon": 15},
+    "pusher": {"episodes": 100, "model.hidden_size": 128, "planner.population": 150,
+               "planner.elites": 15, "planner.iterations": 4, "planner.horizon": 15},
 }
 
 ALIASES = {
@@ -93,15 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[PETSConfig, argparse.Namespace]:
+    """Parse flags; the chosen env's TASK_DEFAULTS replace the generic defaults first."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--env", default=PETSConfig.env)
+    pre.add_argument("--model-kind", "--model", dest="model_kind", default=PETSConfig.model_kind)
+    known = pre.parse_known_args(argv)[0]
+    parser.set_defaults(**TASK_DEFAULTS.get(known.env, {}))
+    if known.model_kind == "oracle":  # deterministic: one particle per candidate is exact
+        parser.set_defaults(**{"planner.particles": 1, "random_episodes": 0})
     ns = parser.parse_args(argv)
-    given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}
-    env = ns.env
-    for name, value in TASK_DEFAULTS.get(env, {}).items():
-        flags = {name} | ({ALIASES[name]} if name in ALIASES else set())
-        if not flags & given:
-            setattr(ns, name, value)
-    cfg = cfglib.from_args(PETSConfig, ns)
-    return cfg, ns
+    return cfglib.from_args(PETSConfig, ns), ns
 
 
 def main(argv: list[str] | None = None) -> RunDir:

@@ -2,8 +2,8 @@
 
 Each component keeps a frozen `<Thing>Config` beside its code; fields are declared with `arg`,
 which carries the one-line help text. An experiment composes the configs into one dataclass,
-`add_arguments` turns it into flags (`--planner.population 500`, plus any short aliases such as
-`--population`), and `from_args` builds it back, running every `__post_init__` check. Nested
+`add_arguments` turns it into flags (`--planner.population 500`, with dashes for underscores,
+plus any short aliases such as `--population`), and `from_args` builds it back, running every `__post_init__` check. Nested
 configs become dotted flags; the JSON form is `to_dict`/`from_dict`.
 """
 
@@ -65,7 +65,9 @@ def add_arguments(
             add_arguments(parser, tp, prefix=name + ".", aliases=aliases)
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flags = [f"--{name}"] + ([f"--{aliases[name]}"] if name in aliases else [])
+        flags = [f"--{name.replace('_', '-')}"]
+        if name in aliases:
+            flags.append(f"--{aliases[name]}")
         kwargs: dict[str, Any] = {"dest": name, "default": default}
         help_text = f.metadata.get("help", "")
         if tp is bool:

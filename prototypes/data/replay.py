@@ -1,15 +1,16 @@
 """A fixed-capacity FIFO replay buffer as a pytree, with pure `add` and `sample`.
 
 The buffer is a `ReplayState` of preallocated arrays; `add` writes a batch at the write pointer,
-wrapping around and overwriting the oldest entries once full (exact FIFO). Nothing here is
-jitted by default: `add` works on the host or inside jit alike, `contents` is host-side because
-its output shape depends on the fill level.
+wrapping around and overwriting the oldest entries once full (exact FIFO). `add` is
+jitted (one compile per batch shape); `contents` is host-side NumPy because its output length is
+the fill level.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from prototypes.types import Array, Int, PRNGKey, Transition
@@ -44,6 +45,7 @@ def init(example: Transition, capacity: int) -> ReplayState:
     return ReplayState(data=data, ptr=jnp.int32(0), size=jnp.int32(0))
 
 
+@jax.jit
 def add(buf: ReplayState, batch: Transition) -> ReplayState:
     """Append a batch (leading dim n) in order; once full, the oldest items are overwritten."""
     n = jax.tree.leaves(batch)[0].shape[0]
@@ -64,8 +66,8 @@ def sample(buf: ReplayState, key: PRNGKey, n: int) -> Transition:
 
 
 def contents(buf: ReplayState) -> Transition:
-    """All valid items, oldest first (host-side: the result's length is the fill level)."""
+    """All valid items as NumPy arrays, oldest first (host-side: the length is the fill level)."""
     size, ptr, cap = int(buf.size), int(buf.ptr), buf.capacity
     start = ptr if size == cap else 0
-    order = (start + jnp.arange(size)) % cap
-    return jax.tree.map(lambda x: x[order], buf.data)
+    order = (start + np.arange(size)) % cap
+    return jax.tree.map(lambda x: np.asarray(x)[order], buf.data)

@@ -2,7 +2,9 @@
 
 E MLPs, each predicting a Gaussian over the normalised state delta: mean and a log-variance kept
 inside learned bounds [min_logvar, max_logvar] by softplus. Inputs (obs, action) and targets
-(next_obs - obs) are standardised with statistics refitted on every `fit`. Training minimises the
+(next_obs - obs) are standardised with statistics refitted on every `fit`; delta dimensions that
+never changed in the data (a goal position, say) are predicted as exactly their constant value,
+not as a network output with noise, so they cannot drift over a planning horizon. Training minimises the
 Gaussian NLL plus a small penalty that tightens the log-variance bounds, with each member seeing
 its own bootstrap of the data, and keeps for each member the parameters with the lowest held-out
 MSE (early stopping).
@@ -46,9 +48,9 @@ class EnsembleConfig:
     propagation: Propagation = arg("tsinf", "how particles use members: ts1, tsinf or expectation")
     learning_rate: float = arg(1e-3, "Adam learning rate")
     weight_decay: float = arg(5e-5, "L2 weight decay (decoupled, AdamW)")
-    batch_size: int = arg(64, "minibatch size per member")
-    max_epochs: int = arg(40, "most training epochs per fit (an epoch = N_train / batch_size steps)")
-    patience: int = arg(5, "stop after this many epochs without a held-out improvement")
+    batch_size: int = arg(32, "minibatch size per member")
+    max_epochs: int = arg(50, "most training epochs per fit (an epoch = N_train / batch_size steps)")
+    patience: int = arg(8, "stop after this many epochs without a held-out improvement")
     holdout: float = arg(0.1, "fraction of the data held out for early stopping")
     bootstrap: bool = arg(True, "each member trains on its own bootstrap resample")
     logvar_penalty: float = arg(0.01, "weight of the term that tightens the log-variance bounds")
@@ -113,8 +115,8 @@ def _bucket(n: int) -> int:
     return 1 << (max(n, 64) - 1).bit_length()
 
 
-def _pad_rows(x: Array, rows: int) -> Array:
-    return jnp.concatenate([x, jnp.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)], axis=0)
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    return np.concatenate([x, np.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)], axis=0)
 
 
 def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
@@ -147,7 +149,7 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         x = state.in_norm.normalize(jnp.concatenate([obs, action], axis=-1))
         if propagation == "expectation":
             mean, _ = _forward_members(state.params, jnp.broadcast_to(x, (E, B, O + A)))
-            delta = state.out_norm.denormalize(jnp.mean(mean, axis=0))
+            delta = state.out_norm.denormalize_or_mean(jnp.mean(mean, axis=0))
         else:
             pad = (-B) % E  # members get equal shares; padding rows are dropped afterwards
             order = (jax.random.permutation(key_perm, B) if propagation == "ts1"
@@ -160,7 +162,7 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             z = mean + jnp.exp(0.5 * logvar) * noise
             z = z.transpose(1, 0, 2).reshape(-1, O)[:B]
             z = jnp.zeros_like(z).at[order].set(z)  # undo the permutation
-            delta = state.out_norm.denormalize(z)
+            delta = state.out_norm.denormalize_or_mean(z)
         next_obs = obs + delta
         return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
 
@@ -203,16 +205,18 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         Minibatch index arrays are drawn with NumPy from a generator seeded by `key`, and padded
         to a fixed chunk length so the jitted step compiles once per chunk shape.
         """
-        obs = jnp.asarray(data.obs, jnp.float32)
-        x_raw = jnp.concatenate([obs, jnp.asarray(data.action, jnp.float32)], axis=-1)
-        d_raw = jnp.asarray(data.next_obs, jnp.float32) - obs
+        obs = np.asarray(data.obs, np.float32)
+        x_raw = np.concatenate([obs, np.asarray(data.action, np.float32)], axis=-1)
+        d_raw = np.asarray(data.next_obs, np.float32) - obs
         n = x_raw.shape[0]
-        state = state.replace(in_norm=fit_normalizer(x_raw), out_norm=fit_normalizer(d_raw))
-        x, y = state.in_norm.normalize(x_raw), state.out_norm.normalize(d_raw)
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-        # Pad data and index arrays to power-of-two / fixed-chunk shapes: the jitted steps then
+        in_norm, out_norm = fit_normalizer(x_raw), fit_normalizer(d_raw)
+        state = state.replace(in_norm=in_norm, out_norm=out_norm)
+        # Normalise on the host and pad to a power-of-two row count: the jitted steps then
         # compile a handful of times over a run instead of once per fit as the data grows.
-        x, y = _pad_rows(x, _bucket(n)), _pad_rows(y, _bucket(n))
+        x = _pad_rows((x_raw - np.asarray(in_norm.mean)) / np.asarray(in_norm.std), _bucket(n))
+        y = _pad_rows((d_raw - np.asarray(out_norm.mean)) / np.asarray(out_norm.std), _bucket(n))
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
         perm = rng.permutation(n)
         n_hold = int(cfg.holdout * n) if n >= 20 else 0
         hold, train = perm[:n_hold], perm[n_hold:]
@@ -245,10 +249,7 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             mse = np.asarray(holdout_mse(state.params, x, y, hold_idx, hold_w))
             improved = mse < best * (1 - 1e-4)
             if improved.any():
-                mask = jnp.asarray(improved)
-                best_params = jax.tree.map(
-                    lambda new, old: jnp.where(mask.reshape((E,) + (1,) * (new.ndim - 1)), new, old),
-                    state.params, best_params)
+                best_params = _select_members(jnp.asarray(improved), state.params, best_params)
                 best = np.where(improved, mse, best)
                 epochs_since = 0
             else:
@@ -260,4 +261,11 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
                    "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan")}
         return state, metrics
 
-    return WorldModel(init=init, predict=predict, fit=fit, name="ensemble")
+    return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="ensemble")
+
+
+@jax.jit
+def _select_members(mask, new: Params, old: Params) -> Params:
+    """Member-wise choice: member e of the result is new[e] where mask[e], else old[e]."""
+    return jax.tree.map(
+        lambda a, b: jnp.where(mask.reshape((mask.shape[0],) + (1,) * (a.ndim - 1)), a, b), new, old)

@@ -26,7 +26,11 @@ where BIC charges q (r - 1) for all of them. Both are consistent; BIC is the def
 data (the synthetic MDP), BDeu for trajectory data.
 
 Parameters. Dirichlet-smoothed tables: P(x'_i = k | j) = (N_jk + alpha) / (N_j + r alpha); an
-unvisited configuration gets the uniform distribution.
+unvisited configuration gets the uniform distribution. With `backoff` = b >= 0 the Dirichlet is
+centred on a coarser model instead, (N_jk + alpha r P_b(k | j)) / (N_j + alpha r), where P_b is
+the best-scoring family on at most b of the chosen parents: an unvisited configuration of a
+big family then predicts what the coarse family does (the gripper keeps moving where the block
+has never been seen) rather than a uniform guess, whose mode is an arbitrary jump to state 0.
 
 Behind `WorldModel` (`make_factored_model`): the state is a fixed-shape pytree (parent indices,
 strides and log tables padded to the cap), so refitting never retraces `predict`, which is a
@@ -108,6 +112,8 @@ class FactoredModelConfig:
     score: ScoreKind = arg("bic", "structure score: bic, or bdeu (no charge for unseen configs)")
     ess: float = arg(1.0, "BDeu equivalent sample size (prior strength)")
     pseudocount: float = arg(0.1, "Dirichlet pseudocount per table cell of the CPT estimates")
+    backoff: int = arg(-1, "centre each table's Dirichlet prior on the best family of at most "
+                       "this many of its parents (-1: uniform prior)")
     mode: PredictMode = arg("mode", "predict: mode (most likely next state) or sample")
 
     def __post_init__(self) -> None:
@@ -115,6 +121,7 @@ class FactoredModelConfig:
         check(self.score in ("bdeu", "bic"), f"score must be bdeu or bic, got {self.score!r}")
         check(self.ess > 0, f"ess must be > 0, got {self.ess}")
         check(self.pseudocount >= 0, f"pseudocount must be >= 0, got {self.pseudocount}")
+        check(self.backoff >= -1, f"backoff must be >= -1, got {self.backoff}")
         check(self.mode in ("mode", "sample"), f"mode must be mode or sample, got {self.mode!r}")
 
 
@@ -174,16 +181,20 @@ def family_score(counts: ArrayLike, kind: ScoreKind = "bic", ess: float = 1.0) -
     raise ValueError(f"unknown score {kind!r}; allowed: bic, bdeu")
 
 
-def estimate_cpt(counts: ArrayLike, pseudocount: float) -> np.ndarray:
-    """Dirichlet-smoothed conditional table [q, r]: (N_jk + alpha) / (N_j + r alpha).
+def estimate_cpt(counts: ArrayLike, pseudocount: float, prior: ArrayLike | None = None
+                 ) -> np.ndarray:
+    """Dirichlet-smoothed conditional table [q, r]: (N_jk + alpha r p_jk) / (N_j + alpha r).
 
-    Rows with no data (and alpha = 0) are uniform.
+    With the uniform prior p = 1/r (the default) this is (N_jk + alpha) / (N_j + r alpha); a
+    `prior` [q, r] (rows summing to 1, e.g. a coarser model's predictions) centres the Dirichlet
+    on it instead. Rows with no data take the prior (uniform when alpha = 0).
     """
     counts = np.asarray(counts, dtype=np.float64)
     r = counts.shape[1]
-    num = counts + pseudocount
+    prior = np.full_like(counts, 1.0 / r) if prior is None else np.asarray(prior, np.float64)
+    num = counts + pseudocount * r * prior
     den = num.sum(axis=1, keepdims=True)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0 / r)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), prior)
 
 
 def learn_parents(
@@ -231,13 +242,14 @@ def learn_dbn(
     kind: ScoreKind = "bic",
     ess: float = 1.0,
     pseudocount: float = 0.1,
+    backoff: int = -1,
 ) -> tuple[FactoredMDP, list[float]]:
     """Learn parent sets and smoothed tables from transitions (host-side).
 
     Args:
         spec: the task's variables.
         states: [N, n] int states; actions: [N] (or [N, 1]) int actions; next_states: [N, n].
-        max_parents, kind, ess, pseudocount: see `FactoredModelConfig`.
+        max_parents, kind, ess, pseudocount, backoff: see `FactoredModelConfig`.
 
     Returns:
         (the learned DBN as a `FactoredMDP`, the score of each family).
@@ -251,19 +263,29 @@ def learn_dbn(
     # Configuration indices depend only on the parent subset: compute each once for all children.
     subsets = [ps for size in range(min(max_parents, len(cards)) + 1)
                for ps in itertools.combinations(range(len(cards)), size)]
+    scores: list[dict[tuple[int, ...], float]] = [{} for _ in spec.cards]
     best = [((), -np.inf)] * spec.num_vars
     for ps in subsets:
         config, q = _config_index(inputs, ps, cards)
         for i, r in enumerate(spec.cards):
             counts = np.bincount(config * r + next_states[:, i], minlength=q * r).reshape(q, r)
-            s = family_score(counts, kind, ess)
+            scores[i][ps] = s = family_score(counts, kind, ess)
             if s > best[i][1] + 1e-9:
                 best[i] = (ps, s)
     parents, cpts = [], []
     for i, r in enumerate(spec.cards):
         ps = best[i][0]
+        shape = (*(cards[p] for p in ps), r)
         counts = family_counts(inputs, next_states[:, i], ps, cards, r)
-        cpts.append(estimate_cpt(counts, pseudocount).reshape(*(cards[p] for p in ps), r))
+        prior = None
+        if backoff >= 0 and len(ps) > backoff:
+            sub = max((b for b in scores[i] if len(b) <= backoff and set(b) <= set(ps)),
+                      key=lambda b: scores[i][b])
+            sub_counts = family_counts(inputs, next_states[:, i], sub, cards, r)
+            sub_cpt = estimate_cpt(sub_counts, pseudocount).reshape(*(cards[p] for p in sub), r)
+            missing = tuple(ax for ax, p in enumerate(ps) if p not in sub)
+            prior = np.broadcast_to(np.expand_dims(sub_cpt, missing), shape).reshape(-1, r)
+        cpts.append(estimate_cpt(counts, pseudocount, prior).reshape(shape))
         parents.append(ps)
     return FactoredMDP(spec, tuple(parents), tuple(cpts)), [b[1] for b in best]
 
@@ -345,6 +367,7 @@ def make_factored_model(cfg: FactoredModelConfig, spec: FactoredSpec) -> WorldMo
     action [N, 1], next_obs [N, n]); it validates ranges and raises ValueError naming the value.
     """
     max_parents, kind, ess, alpha = cfg.max_parents, cfg.score, cfg.ess, cfg.pseudocount
+    backoff = cfg.backoff
     sample = cfg.mode == "sample"
     n, num_actions = spec.num_vars, spec.num_actions
     rows = jnp.arange(n)
@@ -370,7 +393,8 @@ def make_factored_model(cfg: FactoredModelConfig, spec: FactoredSpec) -> WorldMo
     def fit(state: FactoredState, key: PRNGKey, data: Transition):
         del state, key
         dbn, scores = learn_dbn(spec, np.asarray(data.obs), np.asarray(data.action),
-                                np.asarray(data.next_obs), max_parents, kind, ess, alpha)
+                                np.asarray(data.next_obs), max_parents, kind, ess, alpha,
+                                backoff)
         metrics: Metrics = {
             "model/num_edges": jnp.asarray(sum(len(p) for p in dbn.parents)),
             "model/score": jnp.asarray(float(np.sum(scores))),

@@ -5,11 +5,14 @@ error. Its planning state is an `OracleObs`: the observation plus the full physi
 hands the whole batch to `mujoco.rollout` (C, multi-threaded) through `jax.pure_callback`, so it
 runs inside the planner's jitted call like any learned model.
 
-Exactness: gymnasium's observations hold body positions of the state reached after the env
-step. `mujoco.rollout` returns only states and sensor values, and MuJoCo evaluates position
-sensors at the start of a substep, so the oracle rolls out one extra substep and reads the body
-positions of the reached state from `framepos` sensors there. Observations and rewards then match
-the env's up to float32 storage of the state (measured: ~1e-6).
+Exactness: gymnasium builds observations from `data.xpos` right after `mj_step`, and what
+`xpos` holds then depends on the integrator. With Euler (Pusher) it is the kinematics computed at
+the start of the last substep; with RK4 (Reacher) it is the last Runge-Kutta stage, which sits
+within ~1e-6 of the reached state. `mujoco.rollout` returns states and sensor values, and MuJoCo
+evaluates position sensors at the start of a substep, so the oracle reads body positions from
+`framepos` sensors at the last substep (Euler) or at one extra substep, i.e. from the reached
+state (RK4). Observations and rewards then match the env's to ~1e-6, plus float32 storage of
+the state between steps.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ def make_oracle(spec: EnvSpec, env: gym.Env, threads: int = 2) -> WorldModel:
     model = _sensor_model(env, spec.sensor_bodies)
     datas = [mujoco.MjData(model) for _ in range(threads)]
     frame_skip = env.unwrapped.frame_skip
+    # which substep's sensors hold the positions gymnasium reports (see the module docstring)
+    extra = int(model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4)
+    read = frame_skip - 1 + extra
     nstate = mujoco.mj_stateSize(model, _STATE_SPEC)
     nq, nv, O = model.nq, model.nv, spec.obs_dim
     reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
@@ -75,12 +81,11 @@ def make_oracle(spec: EnvSpec, env: gym.Env, threads: int = 2) -> WorldModel:
         lead = physics.shape[:-1]
         physics = np.asarray(physics, np.float64).reshape(-1, nstate)
         action = np.asarray(action, np.float64).reshape(physics.shape[0], 1, -1)
-        # frame_skip substeps, plus one whose sensors see the positions of the reached state
-        control = np.repeat(action, frame_skip + 1, axis=1)
+        control = np.repeat(action, frame_skip + extra, axis=1)
         state, sensors = mujoco.rollout.rollout(model, datas, physics, control)
         new = state[:, frame_skip - 1]
         qpos, qvel = new[:, 1:1 + nq], new[:, 1 + nq:1 + nq + nv]
-        obs = spec.obs_from_physics(qpos, qvel, sensors[:, frame_skip])
+        obs = spec.obs_from_physics(qpos, qvel, sensors[:, read])
         return (new.reshape(lead + (nstate,)).astype(np.float32),
                 obs.reshape(lead + (O,)).astype(np.float32))
 

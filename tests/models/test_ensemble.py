@@ -61,8 +61,9 @@ def test_tsinf_with_one_member_equals_plain_rollout():
     for prop in ("tsinf", "ts1"):
         model = make_ensemble(replace(cfg, propagation=prop), spec)
         state = model.init(key_init, None)
-        state = state.replace(in_norm=Normalizer(jnp.full(O + A, 0.1), jnp.full(O + A, 2.0)),
-                              out_norm=Normalizer(jnp.full(O, -0.05), jnp.full(O, 0.5)))
+        state = state.replace(
+            in_norm=Normalizer(jnp.full(O + A, 0.1), jnp.full(O + A, 2.0), jnp.zeros(O + A, bool)),
+            out_norm=Normalizer(jnp.full(O, -0.05), jnp.full(O, 0.5), jnp.zeros(O, bool)))
         got = evaluate_sequences(lambda k, o, a: model.predict(state, k, o, a),
                                  jax.random.key(2), obs0, actions, 3)
         # reference: loop over candidates, particles and steps, replaying the key schedule
@@ -107,6 +108,19 @@ def test_tsinf_assigns_row_b_to_member_b_mod_E():
     exp_model = make_ensemble(replace(SMALL, members=E, propagation="expectation"), _spec())
     step = exp_model.predict(state, jax.random.key(1), jnp.zeros((B, O)), jnp.zeros((B, A)))
     np.testing.assert_allclose(step.obs[:, 0], 10.0, atol=1e-3)
+
+
+def test_constant_delta_dimensions_are_predicted_exactly():
+    """A dimension that never changed in the data (like a goal position) must not drift: the
+    model predicts its constant delta exactly, whatever the network outputs."""
+    model = make_ensemble(replace(SMALL, propagation="ts1"), _spec())
+    data = _linear_data(64, jax.random.key(0))
+    data = data.replace(next_obs=data.next_obs.at[:, 2].set(data.obs[:, 2] + 0.25))
+    state, _ = model.fit(model.init(jax.random.key(1), None), jax.random.key(2), data)
+    obs = jax.random.normal(jax.random.key(3), (9, O))
+    step = jax.jit(model.predict)(state, jax.random.key(4), obs, jnp.zeros((9, A)))
+    np.testing.assert_allclose(step.obs[:, 2], obs[:, 2] + 0.25, atol=1e-6)
+    assert bool(state.out_norm.constant[2]) and not bool(state.out_norm.constant[0])
 
 
 def _linear_data(n: int, key) -> Transition:

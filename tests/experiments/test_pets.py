@@ -1,0 +1,122 @@
+"""experiments/pets.py end to end on a tiny config: determinism, resume, bad input."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--env", "reacher", "--episodes", "3", "--random-episodes", "1", "--population", "16",
+        "--elites", "4", "--horizon", "3", "--iterations", "2", "--particles", "2",
+        "--ensemble", "2", "--model.hidden-size", "16", "--model.hidden-layers", "1",
+        "--model.max-epochs", "2", "--no-progress"]
+
+
+def _load_pets():
+    spec = importlib.util.spec_from_file_location("pets_script", ROOT / "experiments" / "pets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pets_script"] = module  # dataclasses resolve string annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pets():
+    return _load_pets()
+
+
+@pytest.fixture(scope="module")
+def reference_run(pets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    pets.main(TINY + ["--seed", "3", "--out", str(out)])
+    return out
+
+
+@pytest.mark.slow
+def test_run_directory_contents(reference_run):
+    meta = json.loads((reference_run / "config.json").read_text())
+    assert meta["config"]["seed"] == 3 and meta["config"]["planner.population"] == 16
+    assert "git_revision" in meta and meta["packages"]["jax"]
+    records = [json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in records] == [1, 2, 3]
+    assert [r["env_steps"] for r in records] == [50, 100, 150]
+    assert records[0]["random"] and not records[1]["random"]
+    assert (reference_run / "checkpoints" / "latest.pkl").exists()
+    assert (reference_run / "plots" / "learning_curve.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_metrics(pets, reference_run, tmp_path):
+    pets.main(TINY + ["--seed", "3", "--out", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "metrics.jsonl").read_bytes() == \
+        (reference_run / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_metrics(pets, reference_run, tmp_path, monkeypatch):
+    """Kill the run after episode 2's metrics line is written but before its checkpoint (the
+    worst moment): --resume must drop that line, redo episode 2, and end identical."""
+    out = tmp_path / "killed"
+    from prototypes.data.runs import RunDir
+
+    original = RunDir.save_checkpoint
+    calls = {"n": 0}
+
+    def dying_save(self, state):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        original(self, state)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        pets.main(TINY + ["--seed", "3", "--out", str(out)])
+    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # one line too many
+    pets.main(TINY + ["--seed", "3", "--out", str(out), "--resume"])
+    assert (out / "metrics.jsonl").read_bytes() == (reference_run / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--env", "cartpole"], "unknown env 'cartpole': choose from pusher, reacher"),
+    (["--horizon", "0"], "planner.horizon must be >= 1, got 0"),
+    (["--population", "-5"], "planner.population must be >= 1, got -5"),
+    (["--population", "10", "--elites", "20"], "planner.elites must be in [1, population=10], got 20"),
+    (["--episodes", "0"], "episodes must be >= 1, got 0"),
+    (["--planner", "beam"], "invalid choice: 'beam'"),
+])
+def test_bad_input_is_one_clear_line_with_status_2(pets, argv, fragment, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        pets.main(argv + ["--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert fragment in err[-1] and err[-1].startswith("pets.py: error:")
+    assert not (tmp_path / "r").exists()  # nothing was written
+
+
+def test_resume_without_a_run_or_with_a_corrupt_checkpoint(pets, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        pets.main(["--out", str(tmp_path / "none"), "--resume"])
+    assert exc.value.code == 2
+    assert "no run to resume" in capsys.readouterr().err
+
+    from prototypes import config as cfglib
+    from prototypes.data.runs import open_run
+
+    argv = ["--out", str(tmp_path / "bad"), "--env", "reacher"]
+    cfg, _ = pets.parse_config(pets.build_parser(), argv)
+    run = open_run(tmp_path / "bad", cfglib.to_dict(cfg), resume=False)
+    with pytest.raises(SystemExit):
+        pets.main(argv + ["--resume"])
+    assert "no checkpoint at" in capsys.readouterr().err
+    run.checkpoint_path.parent.mkdir(parents=True)
+    run.checkpoint_path.write_bytes(b"not a pickle")
+    with pytest.raises(SystemExit) as exc:
+        pets.main(argv + ["--resume"])
+    assert exc.value.code == 2
+    assert "is corrupt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pets.main(argv)  # a new run refuses to overwrite the existing one
+    assert "already holds a run" in capsys.readouterr().err
