@@ -73,6 +73,28 @@ def test_counts_and_dirichlet_smoothed_cpt_hand_computed():
     assert_allclose(estimate_cpt(np.array([[0, 0]]), 0.0), [[0.5, 0.5]])
 
 
+def test_backoff_prior_hand_computed():
+    # (N_jk + alpha r p_jk) / (N_j + alpha r), alpha = 0.5, r = 2, prior rows p:
+    # row 0: (3 + 0.9, 1 + 0.1) / 5 = (0.78, 0.22); row 1 has no data: the prior (0.2, 0.8)
+    prior = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert_allclose(estimate_cpt(np.array([[3, 1], [0, 0]]), 0.5, prior),
+                    [[0.78, 0.22], [0.2, 0.8]], atol=1e-12)
+    # learn_dbn: x0' copies x0 when a = 0 (data only for a = 0); backoff 1 centres the unseen
+    # a = 1 rows on the best single-parent family, P(x0' | x0) = (N + 0.5) / (N_j + 1)
+    spec = FactoredSpec(("x0",), (2,), 2)
+    s = np.array([0, 1] * 10)[:, None]
+    dbn, _ = learn_dbn(spec, s, np.zeros(20, int), s, max_parents=2, pseudocount=0.5,
+                       backoff=1)
+    assert dbn.parents == ((0,),)  # the action never varies: x0 alone is best, no backoff
+    a = np.array([0, 1] * 10)
+    dbn, _ = learn_dbn(spec, np.array([0, 0, 1, 1] * 5)[:, None], a,
+                       np.array([0, 1, 1, 0] * 5)[:, None], max_parents=2, pseudocount=0.5,
+                       backoff=1)
+    # x0' = x0 XOR a needs both parents; each backoff single-parent family is (0.5, 0.5)
+    assert dbn.parents == ((0, 1),)
+    assert_allclose(dbn.cpts[0][0, 0], [5.5 / 6, 0.5 / 6], atol=1e-12)  # (5 + .5) / (5 + 1)
+
+
 @pytest.mark.parametrize("kind", ["bic", "bdeu"])
 def test_parent_sets_recovered_on_a_tiny_mdp(kind):
     mdp = make_random_mdp(np.random.default_rng(5), num_vars=3, cardinality=2, num_actions=2,
