@@ -196,7 +196,7 @@ def test_graph_planning_equals_brute_force_on_a_chain():
     spec0 = FactoredSpec(("x",), (3,), 3, (RewardTerm(("x",), np.array([0.0, -1.0, 0.7])),))
     cpt = np.eye(3)[np.array([[1, 2, 0], [0, 0, 2], [2, 1, 1]])]  # [x, a, x']
     dbn = FactoredMDP(spec0, ((0, 1),), (cpt,))
-    planner = make_graph_planner(dbn, horizon=3, bp_cfg=BPConfig(30, 0.0, 0.0))
+    planner = make_graph_planner(dbn, horizon=3, bp_cfg=BPConfig(12, 0.0, 0.0))  # > diameter
     plan = jax.jit(planner.plan)
     for root in range(3):
         first, actions, _ = plan(jnp.array([root]))
