@@ -152,16 +152,19 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             delta = state.out_norm.denormalize_or_mean(jnp.mean(mean, axis=0))
         else:
             pad = (-B) % E  # members get equal shares; padding rows are dropped afterwards
-            order = (jax.random.permutation(key_perm, B) if propagation == "ts1"
-                     else jnp.arange(B))
-            xs = jnp.concatenate([x[order], jnp.zeros((pad, O + A), x.dtype)], axis=0)
-            # row b of xs goes to member b % E: reshape [M, E] then put E first
-            xs = xs.reshape(-1, E, O + A).transpose(1, 0, 2)
+            if propagation == "ts1":
+                perm = jax.random.permutation(key_perm, B)
+                x = x[perm]
+            if pad:
+                x = jnp.concatenate([x, jnp.zeros((pad, O + A), x.dtype)], axis=0)
+            # row b goes to member b % E: reshape [M, E] then put E first
+            xs = x.reshape(-1, E, O + A).transpose(1, 0, 2)
             mean, logvar = _forward_members(state.params, xs)
             noise = jax.random.normal(key_noise, mean.shape, mean.dtype)
             z = mean + jnp.exp(0.5 * logvar) * noise
             z = z.transpose(1, 0, 2).reshape(-1, O)[:B]
-            z = jnp.zeros_like(z).at[order].set(z)  # undo the permutation
+            if propagation == "ts1":
+                z = z[jnp.argsort(perm)]  # undo the permutation
             delta = state.out_norm.denormalize_or_mean(z)
         next_obs = obs + delta
         return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
