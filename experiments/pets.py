@@ -13,9 +13,7 @@ uninterrupted one. `--model oracle` plans with the true simulator instead of a l
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prototypes import config as cfglib
-from prototypes.agents.mpc import MPCState, make_mpc_agent, run_episode
+from prototypes.agents.mpc import make_mpc_agent, run_episode
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
 from prototypes.data.runs import CheckpointError, RunDir, open_run
@@ -51,49 +49,78 @@ class PETSConfig:
     episodes: int = arg(50, "total episodes, random ones included")
     random_episodes: int = arg(1, "episodes of uniform random actions before planning starts")
     model_kind: Literal["ensemble", "oracle"] = arg(
-        "ensemble", "world model: ensemble (learned, PETS) or oracle (the true simulator)")
+        "ensemble", "world model: ensemble (learned, PETS) or oracle (the true simulator)"
+    )
     model: EnsembleConfig = arg(EnsembleConfig(), "probabilistic ensemble")
     planner: PlannerConfig = arg(PlannerConfig(), "planner")
 
     def __post_init__(self) -> None:
         from prototypes.envs import TASKS
 
-        check(self.env in TASKS, f"unknown env {self.env!r}: choose from {', '.join(sorted(TASKS))}")
+        check(
+            self.env in TASKS, f"unknown env {self.env!r}: choose from {', '.join(sorted(TASKS))}"
+        )
         check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
-        check(0 <= self.random_episodes <= self.episodes,
-              f"random_episodes must be in [0, episodes={self.episodes}], got {self.random_episodes}")
-        check(self.model_kind == "oracle" or self.random_episodes >= 1,
-              "a learned model needs random_episodes >= 1 to have data before planning")
+        check(
+            0 <= self.random_episodes <= self.episodes,
+            f"random_episodes must be in [0, episodes={self.episodes}], got {self.random_episodes}",
+        )
+        check(
+            self.model_kind == "oracle" or self.random_episodes >= 1,
+            "a learned model needs random_episodes >= 1 to have data before planning",
+        )
 
 
 # Per-task defaults, chosen on this 2-core CPU (see the README for the figures they reach).
 TASK_DEFAULTS = {
-    "reacher": {"episodes": 50, "model.hidden_size": 128, "planner.population": 200,
-                "planner.elites": 20, "planner.iterations": 4, "planner.horizon": 15},
-    "pusher": {"episodes": 100, "model.hidden_size": 128, "planner.population": 150,
-               "planner.elites": 15, "planner.iterations": 4, "planner.horizon": 15},
+    "reacher": {
+        "episodes": 50,
+        "model.hidden_size": 128,
+        "planner.population": 200,
+        "planner.elites": 20,
+        "planner.iterations": 4,
+        "planner.horizon": 15,
+    },
+    "pusher": {
+        "episodes": 100,
+        "model.hidden_size": 128,
+        "planner.population": 150,
+        "planner.elites": 15,
+        "planner.iterations": 4,
+        "planner.horizon": 15,
+    },
 }
 
 ALIASES = {
-    "model_kind": "model", "planner.kind": "planner", "planner.horizon": "horizon",
-    "planner.population": "population", "planner.particles": "particles",
-    "planner.elites": "elites", "planner.iterations": "iterations", "model.members": "ensemble",
+    "model_kind": "model",
+    "planner.kind": "planner",
+    "planner.horizon": "horizon",
+    "planner.population": "population",
+    "planner.particles": "particles",
+    "planner.elites": "elites",
+    "planner.iterations": "iterations",
+    "model.members": "ensemble",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pets.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="pets.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cfglib.add_arguments(parser, PETSConfig, aliases=ALIASES)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/pets_<env>_<seed>)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last checkpoint")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="run directory (default: runs/pets_<env>_<seed>)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def parse_config(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[PETSConfig, argparse.Namespace]:
+def parse_config(
+    parser: argparse.ArgumentParser, argv: list[str]
+) -> tuple[PETSConfig, argparse.Namespace]:
     """Parse flags; the chosen env's TASK_DEFAULTS replace the generic defaults first."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--env", default=PETSConfig.env)
@@ -144,12 +171,17 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
             state = jax.tree.map(jnp.asarray, saved["state"])
             assert jax.tree.structure(state) == jax.tree.structure(agent.init(run_key))
         except (KeyError, TypeError, AssertionError):
-            raise CheckpointError(f"checkpoint {run.checkpoint_path} does not match this config") from None
+            raise CheckpointError(
+                f"checkpoint {run.checkpoint_path} does not match this config"
+            ) from None
         run.truncate_metrics(int(state.episode))
     start = int(state.episode)
 
-    bar = _progress(total=cfg.episodes * spec.episode_steps, initial=start * spec.episode_steps,
-                    enabled=progress)
+    bar = _progress(
+        total=cfg.episodes * spec.episode_steps,
+        initial=start * spec.episode_steps,
+        enabled=progress,
+    )
     for ep in range(start, cfg.episodes):
         ep_key = jax.random.fold_in(run_key, ep + 1)
         key_act, key_fit = jax.random.split(ep_key)
@@ -157,42 +189,65 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
         state = state.replace(plan=planner.init())
         if ep < cfg.random_episodes:
             u = np.asarray(jax.random.uniform(key_act, (spec.episode_steps, spec.act_dim)))
+
             def policy(obs, t, u=u):
                 return low + (high - low) * u[t]
         else:
             holder = {"state": state}
-            def policy(obs, t, holder=holder):
+
+            def policy(obs, t, holder=holder, key_act=key_act):
                 root = model.encode(holder["state"].model, obs, env)
                 action, holder["state"], _ = agent.act(
-                    holder["state"], jax.random.fold_in(key_act, t), root)
+                    holder["state"], jax.random.fold_in(key_act, t), root
+                )
                 return np.asarray(action)
-        result = run_episode(env, policy, reset_seed=_reset_seed(cfg.seed, ep),
-                             on_step=lambda t, r: bar.update(1))
+
+        result = run_episode(
+            env, policy, reset_seed=_reset_seed(cfg.seed, ep), on_step=lambda t, r: bar.update(1)
+        )
         if ep >= cfg.random_episodes:
             state = holder["state"]
         t_act = time.perf_counter() - t0
-        state = state.replace(buffer=replay.add(state.buffer, jax.tree.map(jnp.asarray, result.transitions)))
+        state = state.replace(
+            buffer=replay.add(state.buffer, jax.tree.map(jnp.asarray, result.transitions))
+        )
         fit_metrics: dict = {}
         t1 = time.perf_counter()
         if ep + 1 < cfg.episodes:
             state, fit_metrics = agent.update(state, key_fit)
         t_fit = time.perf_counter() - t1
         state = state.replace(episode=jnp.int32(ep + 1))
-        record = {"episode": ep + 1, "env_steps": (ep + 1) * spec.episode_steps,
-                  "return": result.episode_return, "random": ep < cfg.random_episodes, **fit_metrics}
+        record = {
+            "episode": ep + 1,
+            "env_steps": (ep + 1) * spec.episode_steps,
+            "return": result.episode_return,
+            "random": ep < cfg.random_episodes,
+            **fit_metrics,
+        }
         run.log(record)
-        _log_perf(run, {"episode": ep + 1, "act_seconds": t_act, "fit_seconds": t_fit,
-                        "seconds_per_step": t_act / result.steps})
+        _log_perf(
+            run,
+            {
+                "episode": ep + 1,
+                "act_seconds": t_act,
+                "fit_seconds": t_fit,
+                "seconds_per_step": t_act / result.steps,
+            },
+        )
         run.save_checkpoint({"state": state})
         _plot(run, cfg)
-        bar.set_postfix(ep=ep + 1, ret=f"{result.episode_return:.1f}",
-                        s_per_step=f"{t_act / result.steps:.3f}", fit_s=f"{t_fit:.1f}")
+        bar.set_postfix(
+            ep=ep + 1,
+            ret=f"{result.episode_return:.1f}",
+            s_per_step=f"{t_act / result.steps:.3f}",
+            fit_s=f"{t_fit:.1f}",
+        )
     bar.close()
     return run
 
 
 def _reset_seed(seed: int, episode: int) -> int:
-    """A distinct, reproducible env reset seed per (run seed, episode), so resume needs no env RNG."""
+    """A distinct, reproducible env reset seed per (run seed, episode): resume needs no env RNG."""
     return (seed * 1_000_003 + episode) % (2**31 - 1)
 
 
@@ -205,18 +260,27 @@ def _plot(run: RunDir, cfg: PETSConfig) -> None:
     records = run.metrics()
     steps = [r["env_steps"] for r in records]
     rets = [r["return"] for r in records]
-    last10 = [float(np.mean(rets[max(0, i - 9):i + 1])) for i in range(len(rets))]
+    last10 = [float(np.mean(rets[max(0, i - 9) : i + 1])) for i in range(len(rets))]
     run.plot_curve(
-        "learning_curve", steps, {"episode return": rets, "mean of last 10": last10},
-        xlabel="env steps", ylabel="return",
+        "learning_curve",
+        steps,
+        {"episode return": rets, "mean of last 10": last10},
+        xlabel="env steps",
+        ylabel="return",
         title=f"PETS ({cfg.model_kind}, {cfg.planner.kind}) on {cfg.env}, seed {cfg.seed}",
-        hlines=REFERENCES.get(cfg.env))
+        hlines=REFERENCES.get(cfg.env),
+    )
 
 
 class _NoBar:
-    def update(self, n): pass
-    def set_postfix(self, **kw): pass
-    def close(self): pass
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
 
 
 def _progress(total: int, initial: int, enabled: bool):

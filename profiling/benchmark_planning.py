@@ -1,6 +1,6 @@
 """Planning-speed benchmark: ms per planning call, compile time, achieved GFLOP/s.
 
-    python profiling/benchmark_planning.py                 # default Reacher config + PETS-paper config
+    python profiling/benchmark_planning.py          # default Reacher config + PETS-paper config
     python profiling/benchmark_planning.py --env pusher --repeats 5
 
 One planning call is one jitted program (CEM iterations, horizon and particles are scans and batch
@@ -26,7 +26,7 @@ from prototypes.planning import PlannerConfig, make_planner
 
 def model_flops(cfg: EnsembleConfig, obs_dim: int, act_dim: int) -> int:
     sizes = [obs_dim + act_dim] + [cfg.hidden_size] * cfg.hidden_layers + [2 * obs_dim]
-    return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
@@ -58,30 +58,43 @@ def bench(name: str, env: str, mcfg: EnsembleConfig, pcfg: PlannerConfig, repeat
     best = min(times)
     evals = pcfg.iterations * pcfg.population * pcfg.particles * pcfg.horizon
     flops = evals * model_flops(mcfg, spec.obs_dim, spec.act_dim)
-    return {"name": name, "compile_s": compile_s, "ms": 1e3 * best,
-            "ms_median": 1e3 * sorted(times)[len(times) // 2],
-            "gflop": flops / 1e9, "gflops": flops / best / 1e9}
+    return {
+        "name": name,
+        "compile_s": compile_s,
+        "ms": 1e3 * best,
+        "ms_median": 1e3 * sorted(times)[len(times) // 2],
+        "gflop": flops / 1e9,
+        "gflops": flops / best / 1e9,
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="reacher", help="task whose dimensions are used (default: reacher)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--env", default="reacher", help="task whose dimensions are used (default: reacher)"
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed calls per config, best reported")
     p.add_argument("--skip-paper", action="store_true", help="only the default config")
     args = p.parse_args()
     configs = [("default", EnsembleConfig(), PlannerConfig())]
     if not args.skip_paper:
         paper_m = replace(EnsembleConfig(), members=5, hidden_size=200, hidden_layers=4)
-        paper_p = replace(PlannerConfig(), population=500, elites=50, iterations=5, particles=20,
-                          horizon=30)
+        paper_p = replace(
+            PlannerConfig(), population=500, elites=50, iterations=5, particles=20, horizon=30
+        )
         configs.append(("pets-paper", paper_m, paper_p))
     peak = matmul_gflops()
     print(f"reference float32 matmul (1024^3) on this machine: {peak:.0f} GFLOP/s")
-    print(f"{'config':<12}{'compile s':>10}{'ms/call':>10}{'median':>10}{'GFLOP':>8}{'GFLOP/s':>9}{'of ref':>8}")
+    header = ("config", "compile s", "ms/call", "median", "GFLOP", "GFLOP/s", "of ref")
+    print(f"{header[0]:<12}" + "".join(f"{h:>10}" for h in header[1:]))
     for name, m, pc in configs:
         r = bench(name, args.env, m, pc, args.repeats)
-        print(f"{r['name']:<12}{r['compile_s']:>10.2f}{r['ms']:>10.1f}{r['ms_median']:>10.1f}"
-              f"{r['gflop']:>8.1f}{r['gflops']:>9.1f}{r['gflops'] / peak:>8.0%}")
+        print(
+            f"{r['name']:<12}{r['compile_s']:>10.2f}{r['ms']:>10.1f}{r['ms_median']:>10.1f}"
+            f"{r['gflop']:>10.1f}{r['gflops']:>10.1f}{r['gflops'] / peak:>10.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from prototypes.planning import PlannerConfig, make_planner
 try:  # defined by kernprof -l
     profile  # type: ignore[name-defined]  # noqa: B018
 except NameError:
+
     def profile(f):
         return f
 
@@ -48,14 +49,18 @@ def episode(env, agent, state, key, spec, seed):
     batch = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *rows)
     from prototypes.types import Transition
 
-    tr = Transition(obs=batch[0], action=batch[1], reward=batch[2], next_obs=batch[3], done=batch[4])
+    tr = Transition(
+        obs=batch[0], action=batch[1], reward=batch[2], next_obs=batch[3], done=batch[4]
+    )
     state = state.replace(buffer=replay.add(state.buffer, tr))
     state, _ = agent.update(state, jax.random.fold_in(key, 10_000))
     return state, total
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--episodes", type=int, default=3, help="planning episodes to profile")
     p.add_argument("--trace", default=None, help="write a jax.profiler trace of one episode here")
     args = p.parse_args()
@@ -77,7 +82,7 @@ def main() -> None:
         obs = nxt
     from prototypes.types import Transition
 
-    cols = [jnp.asarray(np.stack(c)) for c in zip(*rows)]
+    cols = [jnp.asarray(np.stack(c)) for c in zip(*rows, strict=True)]
     state = state.replace(buffer=replay.add(state.buffer, Transition(*cols)))
     t0 = time.perf_counter()
     state, _ = agent.update(state, jax.random.key(1))
@@ -96,7 +101,8 @@ def main() -> None:
         else:
             state, ret = episode(env, agent, state, jax.random.key(100 + ep), spec, ep + 1)
         dt = time.perf_counter() - t0
-        print(f"episode {ep + 1}: return {ret:.2f}, {dt:.2f} s ({1e3 * dt / spec.episode_steps:.1f} ms/step incl. fit)")
+        ms = 1e3 * dt / spec.episode_steps
+        print(f"episode {ep + 1}: return {ret:.2f}, {dt:.2f} s ({ms:.1f} ms/step incl. fit)")
 
 
 if __name__ == "__main__":

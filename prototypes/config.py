@@ -3,8 +3,8 @@
 Each component keeps a frozen `<Thing>Config` beside its code; fields are declared with `arg`,
 which carries the one-line help text. An experiment composes the configs into one dataclass,
 `add_arguments` turns it into flags (`--planner.population 500`, with dashes for underscores,
-plus any short aliases such as `--population`), and `from_args` builds it back, running every `__post_init__` check. Nested
-configs become dotted flags; the JSON form is `to_dict`/`from_dict`.
+plus any short aliases such as `--population`), and `from_args` builds it back, running every
+`__post_init__` check. Nested configs become dotted flags; the JSON form is `to_dict`/`from_dict`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def from_args(cls: type[C], ns: argparse.Namespace, prefix: str = "") -> C:
     kwargs = {}
     for f, tp in _fields(cls):
         name = prefix + f.name
-        kwargs[f.name] = from_args(tp, ns, name + ".") if dataclasses.is_dataclass(tp) else getattr(ns, name)
+        kwargs[f.name] = (
+            from_args(tp, ns, name + ".") if dataclasses.is_dataclass(tp) else getattr(ns, name)
+        )
     return cls(**kwargs)
 
 

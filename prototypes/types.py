@@ -6,7 +6,8 @@ K elites, E ensemble, P particles, O obs dim, A action dim, Z latent dim.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from flax import struct
@@ -46,9 +47,9 @@ class Transition:
 
     obs: Float[Array, "... O"]
     action: Float[Array, "... A"]
-    reward: Float[Array, "..."]
+    reward: Float[Array, ...]
     next_obs: Float[Array, "... O"]
-    done: Bool[Array, "..."]
+    done: Bool[Array, ...]
 
 
 @struct.dataclass

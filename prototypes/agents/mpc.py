@@ -3,8 +3,8 @@
 The agent's data is an `MPCState` pytree (model state, planner warm start, replay buffer, episode
 counter); its behaviour is `act` (one jitted call per action: bind the model into a StepFn and
 plan) and `update` (refit the model on everything in the buffer). `run_episode` drives a gymnasium
-env with any policy and returns the episode's transitions; the PETS schedule (random episodes,
-then train / plan / act) is `pets_episode`, shared by the experiment script and the tests.
+env with any policy and returns the episode's transitions. The PETS schedule (random episodes,
+then refit / plan / act) is the loop in `experiments/pets.py`.
 """
 
 from __future__ import annotations
@@ -56,14 +56,20 @@ class MPCAgent:
 def make_mpc_agent(model: WorldModel, planner: Planner, spec: EnvSpec, capacity: int) -> MPCAgent:
     """An MPC agent whose replay buffer keeps the last `capacity` transitions."""
     example = Transition(
-        obs=jnp.zeros(spec.obs_dim, jnp.float32), action=jnp.zeros(spec.act_dim, jnp.float32),
-        reward=jnp.zeros((), jnp.float32), next_obs=jnp.zeros(spec.obs_dim, jnp.float32),
+        obs=jnp.zeros(spec.obs_dim, jnp.float32),
+        action=jnp.zeros(spec.act_dim, jnp.float32),
+        reward=jnp.zeros((), jnp.float32),
+        next_obs=jnp.zeros(spec.obs_dim, jnp.float32),
         done=jnp.zeros((), bool),
     )
 
     def init(key: PRNGKey) -> MPCState:
-        return MPCState(model=model.init(key, example), plan=planner.init(),
-                        buffer=replay.init(example, capacity), episode=jnp.int32(0))
+        return MPCState(
+            model=model.init(key, example),
+            plan=planner.init(),
+            buffer=replay.init(example, capacity),
+            episode=jnp.int32(0),
+        )
 
     @jax.jit
     def act(state: MPCState, key: PRNGKey, root: Any):
@@ -102,9 +108,11 @@ def run_episode(
     while True:
         action = np.asarray(policy(obs, t), np.float32)
         if not np.all(np.isfinite(action)):
-            raise FloatingPointError(f"the policy produced a non-finite action {action} at step {t}")
+            raise FloatingPointError(
+                f"the policy produced a non-finite action {action} at step {t}"
+            )
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        for k, v in zip(rows, (obs, action, reward, next_obs, terminated)):
+        for k, v in zip(rows, (obs, action, reward, next_obs, terminated), strict=True):
             rows[k].append(v)
         total += float(reward)
         t += 1
@@ -114,8 +122,10 @@ def run_episode(
         if terminated or truncated:
             break
     tr = Transition(
-        obs=np.asarray(rows["obs"], np.float32), action=np.asarray(rows["action"], np.float32),
+        obs=np.asarray(rows["obs"], np.float32),
+        action=np.asarray(rows["action"], np.float32),
         reward=np.asarray(rows["reward"], np.float32),
-        next_obs=np.asarray(rows["next_obs"], np.float32), done=np.asarray(rows["done"], bool),
+        next_obs=np.asarray(rows["next_obs"], np.float32),
+        done=np.asarray(rows["done"], bool),
     )
     return EpisodeResult(transitions=tr, episode_return=total, steps=t)

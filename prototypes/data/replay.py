@@ -41,7 +41,9 @@ def init(example: Transition, capacity: int) -> ReplayState:
     """An empty buffer whose items have the shapes and dtypes of one unbatched `example`."""
     if capacity <= 0:
         raise ValueError(f"replay capacity must be positive, got {capacity}")
-    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example)
+    data = jax.tree.map(
+        lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example
+    )
     return ReplayState(data=data, ptr=jnp.int32(0), size=jnp.int32(0))
 
 

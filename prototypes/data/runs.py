@@ -50,7 +50,10 @@ def git_revision(path: Path | str = ".") -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=path, capture_output=True, text=True, check=True,
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -130,7 +133,7 @@ class RunDir:
         return records
 
     def truncate_metrics(self, keep: int) -> None:
-        """Keep the first `keep` records: used on resume to drop records newer than the checkpoint."""
+        """Keep the first `keep` records (on resume: drop records newer than the checkpoint)."""
         records = self.metrics()[:keep]
         payload = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
         _atomic_write_bytes(self.metrics_path, payload.encode())
@@ -147,13 +150,16 @@ class RunDir:
         """The newest checkpoint, or a `CheckpointError` saying what is wrong with it."""
         path = self.checkpoint_path
         if not path.exists():
-            raise CheckpointError(f"no checkpoint at {path}: nothing to resume (run without --resume)")
+            raise CheckpointError(
+                f"no checkpoint at {path}: nothing to resume (run without --resume)"
+            )
         try:
             with open(path, "rb") as f:
                 return pickle.load(f)
         except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}); "
-                                  "delete it to start over") from None
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt ({type(e).__name__}); delete it to start over"
+            ) from None
 
     # --- plots ---------------------------------------------------------------------------
     def plot_curve(
@@ -178,8 +184,14 @@ class RunDir:
             ax.plot(x, y, label=label, marker="o" if len(x) <= 30 else None, markersize=3)
         for label, value in (hlines or {}).items():
             ax.axhline(value, linestyle="--", linewidth=1, color="gray")
-            ax.annotate(label, (ax.get_xlim()[0], value), fontsize=7, color="gray",
-                        xytext=(2, 2), textcoords="offset points")
+            ax.annotate(
+                label,
+                (ax.get_xlim()[0], value),
+                fontsize=7,
+                color="gray",
+                xytext=(2, 2),
+                textcoords="offset points",
+            )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
@@ -207,7 +219,9 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def open_run(out: Path | str, config: dict[str, Any], *, resume: bool, argv: Sequence[str] = ()) -> RunDir:
+def open_run(
+    out: Path | str, config: dict[str, Any], *, resume: bool, argv: Sequence[str] = ()
+) -> RunDir:
     """Create a new run directory, or reopen one for `--resume`.
 
     A new run refuses a directory that already holds a run (so nothing is overwritten). A resumed
@@ -224,17 +238,24 @@ def open_run(out: Path | str, config: dict[str, Any], *, resume: bool, argv: Seq
             raise CheckpointError(f"no run to resume at {run.path} (config.json missing)")
         saved = run.config().get("config")
         if saved != _jsonable(config):
-            diff = sorted(k for k in set(saved or {}) | set(config)
-                          if (saved or {}).get(k) != _jsonable(config).get(k))
-            raise CheckpointError(f"--resume with a different config than {run.config_path} "
-                                  f"(differs in: {', '.join(diff)}); use the same flags")
+            diff = sorted(
+                k
+                for k in set(saved or {}) | set(config)
+                if (saved or {}).get(k) != _jsonable(config).get(k)
+            )
+            raise CheckpointError(
+                f"--resume with a different config than {run.config_path} "
+                f"(differs in: {', '.join(diff)}); use the same flags"
+            )
         if not run.has_checkpoint():
-            raise CheckpointError(f"no checkpoint at {run.checkpoint_path}: nothing to resume "
-                                  "(run without --resume)")
+            raise CheckpointError(
+                f"no checkpoint at {run.checkpoint_path}: nothing to resume (run without --resume)"
+            )
         return run
     if run.config_path.exists() or run.metrics_path.exists():
-        raise FileExistsError(f"{run.path} already holds a run: pass --resume to continue it, "
-                              "or choose another --out")
+        raise FileExistsError(
+            f"{run.path} already holds a run: pass --resume to continue it, or choose another --out"
+        )
     run.path.mkdir(parents=True, exist_ok=True)
     meta = {
         "config": _jsonable(config),
@@ -242,5 +263,7 @@ def open_run(out: Path | str, config: dict[str, Any], *, resume: bool, argv: Seq
         "packages": package_versions(),
         "argv": list(argv),
     }
-    _atomic_write_bytes(run.config_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    _atomic_write_bytes(
+        run.config_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+    )
     return run

@@ -20,7 +20,10 @@ __all__ = ["reward_fn", "done_fn", "SENSOR_BODIES", "obs_from_physics"]
 
 DIST_WEIGHT = 1.0
 CTRL_WEIGHT = 1.0  # gymnasium 1.4's Reacher-v5 default reward_control_weight
-SENSOR_BODIES = ("fingertip", "target")  # body positions the oracle reads back (see obs_from_physics)
+SENSOR_BODIES = (
+    "fingertip",
+    "target",
+)  # body positions the oracle reads back (see obs_from_physics)
 
 
 def reward_fn(
@@ -38,7 +41,7 @@ def done_fn(next_obs: Float[Array, " O"]) -> Array:
 
 
 def obs_from_physics(qpos: np.ndarray, qvel: np.ndarray, sensors: np.ndarray) -> np.ndarray:
-    """The observation from batched qpos [B, 4], qvel [B, 4], sensors [B, 6] (fingertip, target xyz)."""
+    """The observation from batched qpos [B, 4], qvel [B, 4], sensors [B, 6] (fingertip, target)."""
     q = qpos[:, :2]
     tip_minus_target = sensors[:, 0:3] - sensors[:, 3:6]
     return np.concatenate(

@@ -47,13 +47,21 @@ class EnvSpec:
     sensor_bodies: tuple[str, ...]
 
 
-def _spec(name: str, gym_id: str, module: ModuleType, obs_dim: int, act: float, act_dim: int,
-          steps: int) -> EnvSpec:
+def _spec(
+    name: str, gym_id: str, module: ModuleType, obs_dim: int, act: float, act_dim: int, steps: int
+) -> EnvSpec:
     return EnvSpec(
-        name=name, gym_id=gym_id, obs_dim=obs_dim, act_dim=act_dim,
-        action_low=(-act,) * act_dim, action_high=(act,) * act_dim, episode_steps=steps,
-        reward_fn=module.reward_fn, done_fn=module.done_fn,
-        obs_from_physics=module.obs_from_physics, sensor_bodies=module.SENSOR_BODIES,
+        name=name,
+        gym_id=gym_id,
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        action_low=(-act,) * act_dim,
+        action_high=(act,) * act_dim,
+        episode_steps=steps,
+        reward_fn=module.reward_fn,
+        done_fn=module.done_fn,
+        obs_from_physics=module.obs_from_physics,
+        sensor_bodies=module.SENSOR_BODIES,
     )
 
 

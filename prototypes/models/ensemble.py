@@ -4,10 +4,10 @@ E MLPs, each predicting a Gaussian over the normalised state delta: mean and a l
 inside learned bounds [min_logvar, max_logvar] by softplus. Inputs (obs, action) and targets
 (next_obs - obs) are standardised with statistics refitted on every `fit`; delta dimensions that
 never changed in the data (a goal position, say) are predicted as exactly their constant value,
-not as a network output with noise, so they cannot drift over a planning horizon. Training minimises the
-Gaussian NLL plus a small penalty that tightens the log-variance bounds, with each member seeing
-its own bootstrap of the data, and keeps for each member the parameters with the lowest held-out
-MSE (early stopping).
+not as a network output with noise, so they cannot drift over a planning horizon. Training
+minimises the Gaussian NLL plus a small penalty that tightens the log-variance bounds, with each
+member seeing its own bootstrap of the data, and keeps for each member the parameters with the
+lowest held-out MSE (early stopping).
 
 Propagation (how `predict` assigns the B states of a batch to members):
 - "ts1": a fresh random member for every state at every step (TS-1);
@@ -49,7 +49,9 @@ class EnsembleConfig:
     learning_rate: float = arg(1e-3, "Adam learning rate")
     weight_decay: float = arg(5e-5, "L2 weight decay (decoupled, AdamW)")
     batch_size: int = arg(32, "minibatch size per member")
-    max_epochs: int = arg(50, "most training epochs per fit (an epoch = N_train / batch_size steps)")
+    max_epochs: int = arg(
+        50, "most training epochs per fit (an epoch = N_train / batch_size steps)"
+    )
     patience: int = arg(8, "stop after this many epochs without a held-out improvement")
     holdout: float = arg(0.1, "fraction of the data held out for early stopping")
     bootstrap: bool = arg(True, "each member trains on its own bootstrap resample")
@@ -58,14 +60,18 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         check(self.members >= 1, f"model.members must be >= 1, got {self.members}")
         check(self.hidden_size >= 1, f"model.hidden_size must be >= 1, got {self.hidden_size}")
-        check(self.hidden_layers >= 1, f"model.hidden_layers must be >= 1, got {self.hidden_layers}")
+        check(
+            self.hidden_layers >= 1, f"model.hidden_layers must be >= 1, got {self.hidden_layers}"
+        )
         check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
         check(self.batch_size >= 1, f"model.batch_size must be >= 1, got {self.batch_size}")
         check(self.max_epochs >= 1, f"model.max_epochs must be >= 1, got {self.max_epochs}")
         check(self.patience >= 1, f"model.patience must be >= 1, got {self.patience}")
         check(0.0 <= self.holdout < 1.0, f"model.holdout must be in [0, 1), got {self.holdout}")
-        check(self.propagation in ("ts1", "tsinf", "expectation"),
-              f"model.propagation must be ts1, tsinf or expectation, got {self.propagation!r}")
+        check(
+            self.propagation in ("ts1", "tsinf", "expectation"),
+            f"model.propagation must be ts1, tsinf or expectation, got {self.propagation!r}",
+        )
 
 
 class GaussianMLP(nn.Module):
@@ -83,7 +89,10 @@ class GaussianMLP(nn.Module):
         mean, logvar = jnp.split(out, 2, axis=-1)
         max_lv = self.param("max_logvar", lambda _: jnp.full((self.out_dim,), 0.5, jnp.float32))
         min_lv = self.param("min_logvar", lambda _: jnp.full((self.out_dim,), -10.0, jnp.float32))
-        max_lv, min_lv = jnp.broadcast_to(max_lv, logvar.shape), jnp.broadcast_to(min_lv, logvar.shape)
+        max_lv, min_lv = (
+            jnp.broadcast_to(max_lv, logvar.shape),
+            jnp.broadcast_to(min_lv, logvar.shape),
+        )
         logvar = max_lv - nn.softplus(max_lv - logvar)
         logvar = min_lv + nn.softplus(logvar - min_lv)
         return mean, logvar
@@ -103,7 +112,7 @@ class EnsembleState:
 def gaussian_nll(
     mean: Float[Array, "... D"], logvar: Float[Array, "... D"], target: Float[Array, "... D"]
 ) -> Float[Array, ""]:
-    """Mean over all entries of (target - mean)^2 / var + log var (the NLL without 0.5 and log 2pi)."""
+    """Mean over entries of (target - mean)^2 / var + log var (the NLL without 0.5 and log 2pi)."""
     return jnp.mean((target - mean) ** 2 * jnp.exp(-logvar) + logvar)
 
 
@@ -174,9 +183,9 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         mean, logvar = _forward_members(params, x)
         nll = jax.vmap(gaussian_nll)(mean, logvar, y)  # [E]
         bounds = params["params"]
-        penalty = cfg.logvar_penalty * (
-            jnp.sum(bounds["max_logvar"]) - jnp.sum(bounds["min_logvar"])
-        ) / E
+        penalty = (
+            cfg.logvar_penalty * (jnp.sum(bounds["max_logvar"]) - jnp.sum(bounds["min_logvar"])) / E
+        )
         total = jnp.sum(nll) + penalty
         return total, {"nll": jnp.mean(nll)}
 
@@ -233,19 +242,23 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             if cfg.bootstrap:
                 idx = train[rng.integers(0, len(train), (steps, E, batch_size))]
             else:
-                idx = np.stack([rng.permutation(np.resize(train, steps * batch_size))
-                                for _ in range(E)], axis=0)
+                idx = np.stack(
+                    [rng.permutation(np.resize(train, steps * batch_size)) for _ in range(E)],
+                    axis=0,
+                )
                 idx = idx.reshape(E, steps, batch_size).transpose(1, 0, 2)
             idx = jnp.asarray(idx, jnp.int32)
             nlls = []
             for c in range(n_chunks):
-                state, nll = train_steps(state, x, y, idx[c * _CHUNK:(c + 1) * _CHUNK])
+                state, nll = train_steps(state, x, y, idx[c * _CHUNK : (c + 1) * _CHUNK])
                 nlls.append(nll)
             train_nll = float(jnp.mean(jnp.stack(nlls)))
             if not np.isfinite(train_nll):
                 raise TrainingDivergedError(
                     f"model training loss became {train_nll} at epoch {epoch} on {n} transitions "
-                    f"(learning_rate={cfg.learning_rate}); lower --model.learning_rate or check the data")
+                    f"(learning_rate={cfg.learning_rate}); lower --model.learning-rate "
+                    "or check the data for NaN/inf"
+                )
             if n_hold == 0:
                 best_params = state.params
                 continue
@@ -260,8 +273,11 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
                 if epochs_since >= cfg.patience:
                     break
         state = state.replace(params=best_params)
-        metrics = {"model/train_nll": train_nll, "model/epochs": epoch,
-                   "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan")}
+        metrics = {
+            "model/train_nll": train_nll,
+            "model/epochs": epoch,
+            "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan"),
+        }
         return state, metrics
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="ensemble")
@@ -271,4 +287,5 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
 def _select_members(mask, new: Params, old: Params) -> Params:
     """Member-wise choice: member e of the result is new[e] where mask[e], else old[e]."""
     return jax.tree.map(
-        lambda a, b: jnp.where(mask.reshape((mask.shape[0],) + (1,) * (a.ndim - 1)), a, b), new, old)
+        lambda a, b: jnp.where(mask.reshape((mask.shape[0],) + (1,) * (a.ndim - 1)), a, b), new, old
+    )

@@ -30,13 +30,19 @@ class Normalizer:
 
     def denormalize_or_mean(self, z: Float[Array, "... D"]) -> Float[Array, "... D"]:
         """Like `denormalize`, but constant dimensions are set to their mean exactly."""
-        return jnp.where(jnp.broadcast_to(self.constant, z.shape),
-                         jnp.broadcast_to(self.mean, z.shape), self.denormalize(z))
+        return jnp.where(
+            jnp.broadcast_to(self.constant, z.shape),
+            jnp.broadcast_to(self.mean, z.shape),
+            self.denormalize(z),
+        )
 
     @classmethod
     def identity(cls, dim: int) -> Normalizer:
-        return cls(mean=jnp.zeros(dim, jnp.float32), std=jnp.ones(dim, jnp.float32),
-                   constant=jnp.zeros(dim, bool))
+        return cls(
+            mean=jnp.zeros(dim, jnp.float32),
+            std=jnp.ones(dim, jnp.float32),
+            constant=jnp.zeros(dim, bool),
+        )
 
 
 def fit_normalizer(x: Float[np.ndarray, "N D"]) -> Normalizer:
@@ -44,6 +50,8 @@ def fit_normalizer(x: Float[np.ndarray, "N D"]) -> Normalizer:
     x = np.asarray(x, np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
     constant = std < _MIN_STD
-    return Normalizer(mean=jnp.asarray(mean, jnp.float32),
-                      std=jnp.asarray(np.where(constant, 1.0, std), jnp.float32),
-                      constant=jnp.asarray(constant))
+    return Normalizer(
+        mean=jnp.asarray(mean, jnp.float32),
+        std=jnp.asarray(np.where(constant, 1.0, std), jnp.float32),
+        constant=jnp.asarray(constant),
+    )

@@ -48,8 +48,10 @@ def _sensor_model(env: gym.Env, bodies: tuple[str, ...]) -> mujoco.MjModel:
     spec = mujoco.MjSpec.from_file(env.unwrapped.fullpath)
     for body in bodies:
         spec.add_sensor(
-            name=f"oracle_{body}", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
-            objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=body,  # body frame = xpos
+            name=f"oracle_{body}",
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+            objtype=mujoco.mjtObj.mjOBJ_XBODY,
+            objname=body,  # body frame = xpos
         )
     model = spec.compile()
     ref = env.unwrapped.model
@@ -84,20 +86,28 @@ def make_oracle(spec: EnvSpec, env: gym.Env, threads: int = 2) -> WorldModel:
         control = np.repeat(action, frame_skip + extra, axis=1)
         state, sensors = mujoco.rollout.rollout(model, datas, physics, control)
         new = state[:, frame_skip - 1]
-        qpos, qvel = new[:, 1:1 + nq], new[:, 1 + nq:1 + nq + nv]
+        qpos, qvel = new[:, 1 : 1 + nq], new[:, 1 + nq : 1 + nq + nv]
         obs = spec.obs_from_physics(qpos, qvel, sensors[:, read])
-        return (new.reshape(lead + (nstate,)).astype(np.float32),
-                obs.reshape(lead + (O,)).astype(np.float32))
+        return (
+            new.reshape(lead + (nstate,)).astype(np.float32),
+            obs.reshape(lead + (O,)).astype(np.float32),
+        )
 
     def predict(state: Any, key: PRNGKey, root: OracleObs, action) -> Step:
         del state, key
         B = root.physics.shape[0]
-        shapes = (jax.ShapeDtypeStruct((B, nstate), jnp.float32),
-                  jax.ShapeDtypeStruct((B, O), jnp.float32))
-        physics, obs = jax.pure_callback(_host_step, shapes, root.physics, action,
-                                         vmap_method="expand_dims")
-        return Step(obs=OracleObs(obs=obs, physics=physics),
-                    reward=reward_fn(root.obs, action, obs), done=done_fn(obs))
+        shapes = (
+            jax.ShapeDtypeStruct((B, nstate), jnp.float32),
+            jax.ShapeDtypeStruct((B, O), jnp.float32),
+        )
+        physics, obs = jax.pure_callback(
+            _host_step, shapes, root.physics, action, vmap_method="expand_dims"
+        )
+        return Step(
+            obs=OracleObs(obs=obs, physics=physics),
+            reward=reward_fn(root.obs, action, obs),
+            done=done_fn(obs),
+        )
 
     def init(key: PRNGKey, example: Transition) -> Any:
         del key, example
@@ -112,6 +122,8 @@ def make_oracle(spec: EnvSpec, env: gym.Env, threads: int = 2) -> WorldModel:
         u = live_env.unwrapped
         physics = np.empty(nstate)
         mujoco.mj_getState(u.model, u.data, physics, _STATE_SPEC)
-        return OracleObs(obs=jnp.asarray(obs, jnp.float32), physics=jnp.asarray(physics, jnp.float32))
+        return OracleObs(
+            obs=jnp.asarray(obs, jnp.float32), physics=jnp.asarray(physics, jnp.float32)
+        )
 
     return WorldModel(init=init, predict=predict, fit=fit, encode=encode, name="oracle")

@@ -6,8 +6,16 @@ from prototypes.planning.cem import make_cem
 from prototypes.planning.mppi import make_mppi
 from prototypes.planning.shooting import make_random_shooting
 
-__all__ = ["Planner", "PlannerConfig", "PlanState", "evaluate_sequences", "make_planner",
-           "make_cem", "make_mppi", "make_random_shooting"]
+__all__ = [
+    "Planner",
+    "PlannerConfig",
+    "PlanState",
+    "evaluate_sequences",
+    "make_planner",
+    "make_cem",
+    "make_mppi",
+    "make_random_shooting",
+]
 
 
 def make_planner(cfg: PlannerConfig, spec: EnvSpec) -> Planner:

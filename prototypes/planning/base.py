@@ -21,8 +21,14 @@ from prototypes.config import arg, check
 from prototypes.envs.registry import EnvSpec
 from prototypes.types import Array, Float, Metrics, Obs, PRNGKey, StepFn
 
-__all__ = ["PlannerConfig", "PlanState", "Planner", "evaluate_sequences", "shift_warm_start",
-           "clip_actions"]
+__all__ = [
+    "PlannerConfig",
+    "PlanState",
+    "Planner",
+    "evaluate_sequences",
+    "shift_warm_start",
+    "clip_actions",
+]
 
 PlannerKind = Literal["cem", "mppi", "random"]
 
@@ -37,23 +43,31 @@ class PlannerConfig:
     particles: int = arg(5, "model rollouts per candidate P (returns are averaged over them)")
     alpha: float = arg(0.1, "CEM momentum: weight of the old mean/std in each update")
     init_std: float = arg(0.5, "initial sampling std as a fraction of the half action range")
-    keep_elites: float = arg(0.3, "CEM: fraction of the previous iteration's elites re-evaluated (iCEM)")
+    keep_elites: float = arg(
+        0.3, "CEM: fraction of the previous iteration's elites re-evaluated (iCEM)"
+    )
     temperature: float = arg(0.1, "MPPI temperature lambda (in return units)")
     return_best: bool = arg(False, "CEM: act with the best sequence seen instead of the final mean")
 
     def __post_init__(self) -> None:
-        check(self.kind in ("cem", "mppi", "random"),
-              f"planner.kind must be cem, mppi or random, got {self.kind!r}")
+        check(
+            self.kind in ("cem", "mppi", "random"),
+            f"planner.kind must be cem, mppi or random, got {self.kind!r}",
+        )
         check(self.horizon >= 1, f"planner.horizon must be >= 1, got {self.horizon}")
         check(self.population >= 1, f"planner.population must be >= 1, got {self.population}")
         check(self.iterations >= 1, f"planner.iterations must be >= 1, got {self.iterations}")
-        check(1 <= self.elites <= self.population,
-              f"planner.elites must be in [1, population={self.population}], got {self.elites}")
+        check(
+            1 <= self.elites <= self.population,
+            f"planner.elites must be in [1, population={self.population}], got {self.elites}",
+        )
         check(self.particles >= 1, f"planner.particles must be >= 1, got {self.particles}")
         check(0.0 <= self.alpha < 1.0, f"planner.alpha must be in [0, 1), got {self.alpha}")
         check(self.init_std > 0, f"planner.init_std must be > 0, got {self.init_std}")
-        check(0.0 <= self.keep_elites <= 1.0,
-              f"planner.keep_elites must be in [0, 1], got {self.keep_elites}")
+        check(
+            0.0 <= self.keep_elites <= 1.0,
+            f"planner.keep_elites must be in [0, 1], got {self.keep_elites}",
+        )
         check(self.temperature > 0, f"planner.temperature must be > 0, got {self.temperature}")
 
 

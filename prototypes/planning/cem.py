@@ -14,8 +14,14 @@ import jax.numpy as jnp
 
 from prototypes.envs.registry import EnvSpec
 from prototypes.planning.base import (
-    Planner, PlannerConfig, PlanState, action_bounds, clip_actions, evaluate_sequences,
-    initial_plan_state, shift_warm_start,
+    Planner,
+    PlannerConfig,
+    PlanState,
+    action_bounds,
+    clip_actions,
+    evaluate_sequences,
+    initial_plan_state,
+    shift_warm_start,
 )
 from prototypes.types import Obs, PRNGKey, StepFn
 
@@ -52,13 +58,22 @@ def make_cem(cfg: PlannerConfig, spec: EnvSpec) -> Planner:
             return (mean, std, new_elites, best_seq, best_ret), top_ret[0]
 
         mean0 = state.mean
-        init = (mean0, jnp.broadcast_to(std0, (T, A)), jnp.broadcast_to(mean0, (K, T, A)),
-                mean0, jnp.array(-jnp.inf))
+        init = (
+            mean0,
+            jnp.broadcast_to(std0, (T, A)),
+            jnp.broadcast_to(mean0, (K, T, A)),
+            mean0,
+            jnp.array(-jnp.inf),
+        )
         (mean, std, _, best_seq, best_ret), iter_best = jax.lax.scan(
-            iteration, init, jax.random.split(key, iters))
+            iteration, init, jax.random.split(key, iters)
+        )
         chosen = best_seq if return_best else mean
-        metrics = {"plan/best_return": best_ret, "plan/first_iter_best": iter_best[0],
-                   "plan/final_std": jnp.mean(std)}
+        metrics = {
+            "plan/best_return": best_ret,
+            "plan/first_iter_best": iter_best[0],
+            "plan/final_std": jnp.mean(std),
+        }
         next_state = PlanState(mean=shift_warm_start(chosen, (low + high) / 2))
         return chosen[0], next_state, metrics
 

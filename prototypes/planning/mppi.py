@@ -13,8 +13,14 @@ import jax.numpy as jnp
 
 from prototypes.envs.registry import EnvSpec
 from prototypes.planning.base import (
-    Planner, PlannerConfig, PlanState, action_bounds, clip_actions, evaluate_sequences,
-    initial_plan_state, shift_warm_start,
+    Planner,
+    PlannerConfig,
+    PlanState,
+    action_bounds,
+    clip_actions,
+    evaluate_sequences,
+    initial_plan_state,
+    shift_warm_start,
 )
 from prototypes.types import Obs, PRNGKey, StepFn
 

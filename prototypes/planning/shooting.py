@@ -7,7 +7,12 @@ import jax.numpy as jnp
 
 from prototypes.envs.registry import EnvSpec
 from prototypes.planning.base import (
-    Planner, PlannerConfig, PlanState, action_bounds, evaluate_sequences, initial_plan_state,
+    Planner,
+    PlannerConfig,
+    PlanState,
+    action_bounds,
+    evaluate_sequences,
+    initial_plan_state,
 )
 from prototypes.types import Obs, PRNGKey, StepFn
 
@@ -23,8 +28,12 @@ def make_random_shooting(cfg: PlannerConfig, spec: EnvSpec) -> Planner:
 
     def plan(state: PlanState, key: PRNGKey, obs: Obs, step_fn: StepFn):
         key_sample, key_eval = jax.random.split(key)
-        cand = jax.random.uniform(key_sample, (N, T, A), minval=jnp.broadcast_to(low, (N, T, A)),
-                                  maxval=jnp.broadcast_to(high, (N, T, A)))
+        cand = jax.random.uniform(
+            key_sample,
+            (N, T, A),
+            minval=jnp.broadcast_to(low, (N, T, A)),
+            maxval=jnp.broadcast_to(high, (N, T, A)),
+        )
         returns = evaluate_sequences(step_fn, key_eval, obs, cand, P)
         best = jnp.argmax(returns)
         return cand[best, 0], state, {"plan/best_return": returns[best]}

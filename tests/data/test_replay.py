@@ -9,8 +9,13 @@ from prototypes.types import Transition
 
 def _batch(start: int, n: int) -> Transition:
     ids = jnp.arange(start, start + n, dtype=jnp.float32)
-    return Transition(obs=ids[:, None] * jnp.ones((1, 3)), action=ids[:, None], reward=ids,
-                      next_obs=ids[:, None] + jnp.ones((1, 3)), done=ids > 1e9)
+    return Transition(
+        obs=ids[:, None] * jnp.ones((1, 3)),
+        action=ids[:, None],
+        reward=ids,
+        next_obs=ids[:, None] + jnp.ones((1, 3)),
+        done=ids > 1e9,
+    )
 
 
 def _example() -> Transition:

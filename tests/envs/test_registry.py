@@ -28,12 +28,18 @@ def test_jax_reward_equals_simulator_reward(name):
         # random actions, scaled past the bounds half the time so the control cost is exercised
         action = rng.uniform(spec.action_low, spec.action_high).astype(np.float32)
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        obs_l.append(obs); act_l.append(action); next_l.append(next_obs); rew_l.append(reward)
+        obs_l.append(obs)
+        act_l.append(action)
+        next_l.append(next_obs)
+        rew_l.append(reward)
         obs = next_obs
         assert not terminated
     assert truncated  # the time limit ends the episode
-    r = reward_fn(jnp.asarray(np.array(obs_l), jnp.float32), jnp.asarray(np.array(act_l)),
-                  jnp.asarray(np.array(next_l), jnp.float32))
+    r = reward_fn(
+        jnp.asarray(np.array(obs_l), jnp.float32),
+        jnp.asarray(np.array(act_l)),
+        jnp.asarray(np.array(next_l), jnp.float32),
+    )
     np.testing.assert_allclose(np.asarray(r), np.array(rew_l), atol=1e-5, rtol=0)
 
 

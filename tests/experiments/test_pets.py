@@ -8,10 +8,33 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--env", "reacher", "--episodes", "3", "--random-episodes", "1", "--population", "16",
-        "--elites", "4", "--horizon", "3", "--iterations", "2", "--particles", "2",
-        "--ensemble", "2", "--model.hidden-size", "16", "--model.hidden-layers", "1",
-        "--model.max-epochs", "2", "--no-progress"]
+TINY = [
+    "--env",
+    "reacher",
+    "--episodes",
+    "3",
+    "--random-episodes",
+    "1",
+    "--population",
+    "16",
+    "--elites",
+    "4",
+    "--horizon",
+    "3",
+    "--iterations",
+    "2",
+    "--particles",
+    "2",
+    "--ensemble",
+    "2",
+    "--model.hidden-size",
+    "16",
+    "--model.hidden-layers",
+    "1",
+    "--model.max-epochs",
+    "2",
+    "--no-progress",
+]
 
 
 def _load_pets():
@@ -39,7 +62,9 @@ def test_run_directory_contents(reference_run):
     meta = json.loads((reference_run / "config.json").read_text())
     assert meta["config"]["seed"] == 3 and meta["config"]["planner.population"] == 16
     assert "git_revision" in meta and meta["packages"]["jax"]
-    records = [json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["episode"] for r in records] == [1, 2, 3]
     assert [r["env_steps"] for r in records] == [50, 100, 150]
     assert records[0]["random"] and not records[1]["random"]
@@ -50,8 +75,9 @@ def test_run_directory_contents(reference_run):
 @pytest.mark.slow
 def test_same_seed_gives_identical_metrics(pets, reference_run, tmp_path):
     pets.main(TINY + ["--seed", "3", "--out", str(tmp_path / "again")])
-    assert (tmp_path / "again" / "metrics.jsonl").read_bytes() == \
-        (reference_run / "metrics.jsonl").read_bytes()
+    assert (tmp_path / "again" / "metrics.jsonl").read_bytes() == (
+        reference_run / "metrics.jsonl"
+    ).read_bytes()
 
 
 @pytest.mark.slow
@@ -79,14 +105,20 @@ def test_killed_run_resumes_to_the_same_metrics(pets, reference_run, tmp_path, m
     assert (out / "metrics.jsonl").read_bytes() == (reference_run / "metrics.jsonl").read_bytes()
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--env", "cartpole"], "unknown env 'cartpole': choose from pusher, reacher"),
-    (["--horizon", "0"], "planner.horizon must be >= 1, got 0"),
-    (["--population", "-5"], "planner.population must be >= 1, got -5"),
-    (["--population", "10", "--elites", "20"], "planner.elites must be in [1, population=10], got 20"),
-    (["--episodes", "0"], "episodes must be >= 1, got 0"),
-    (["--planner", "beam"], "invalid choice: 'beam'"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--env", "cartpole"], "unknown env 'cartpole': choose from pusher, reacher"),
+        (["--horizon", "0"], "planner.horizon must be >= 1, got 0"),
+        (["--population", "-5"], "planner.population must be >= 1, got -5"),
+        (
+            ["--population", "10", "--elites", "20"],
+            "planner.elites must be in [1, population=10], got 20",
+        ),
+        (["--episodes", "0"], "episodes must be >= 1, got 0"),
+        (["--planner", "beam"], "invalid choice: 'beam'"),
+    ],
+)
 def test_bad_input_is_one_clear_line_with_status_2(pets, argv, fragment, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         pets.main(argv + ["--out", str(tmp_path / "r")])

@@ -1,6 +1,7 @@
 """The probabilistic ensemble: loss, propagation modes, fitting, errors."""
 
 from dataclasses import replace
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +19,19 @@ O, A = 3, 2
 
 
 def _spec() -> EnvSpec:
-    return EnvSpec(name="lin", gym_id="-", obs_dim=O, act_dim=A, action_low=(-1.0,) * A,
-                   action_high=(1.0,) * A, episode_steps=10,
-                   reward_fn=lambda o, a, n: -jnp.sum(n**2), done_fn=lambda n: jnp.zeros((), bool),
-                   obs_from_physics=None, sensor_bodies=())
+    return EnvSpec(
+        name="lin",
+        gym_id="-",
+        obs_dim=O,
+        act_dim=A,
+        action_low=(-1.0,) * A,
+        action_high=(1.0,) * A,
+        episode_steps=10,
+        reward_fn=lambda o, a, n: -jnp.sum(n**2),
+        done_fn=lambda n: jnp.zeros((), bool),
+        obs_from_physics=None,
+        sensor_bodies=(),
+    )
 
 
 SMALL = EnsembleConfig(members=2, hidden_size=16, hidden_layers=2, max_epochs=3, batch_size=16)
@@ -63,9 +73,11 @@ def test_tsinf_with_one_member_equals_plain_rollout():
         state = model.init(key_init, None)
         state = state.replace(
             in_norm=Normalizer(jnp.full(O + A, 0.1), jnp.full(O + A, 2.0), jnp.zeros(O + A, bool)),
-            out_norm=Normalizer(jnp.full(O, -0.05), jnp.full(O, 0.5), jnp.zeros(O, bool)))
-        got = evaluate_sequences(lambda k, o, a: model.predict(state, k, o, a),
-                                 jax.random.key(2), obs0, actions, 3)
+            out_norm=Normalizer(jnp.full(O, -0.05), jnp.full(O, 0.5), jnp.zeros(O, bool)),
+        )
+        got = evaluate_sequences(
+            partial(model.predict, state), jax.random.key(2), obs0, actions, 3
+        )
         # reference: loop over candidates, particles and steps, replaying the key schedule
         net = GaussianMLP(out_dim=O, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
         params = jax.tree.map(lambda p: p[0], state.params)
@@ -129,13 +141,22 @@ def _linear_data(n: int, key) -> Transition:
     obs = jax.random.uniform(k1, (n, O), minval=-1, maxval=1)
     act = jax.random.uniform(k2, (n, A), minval=-1, maxval=1)
     nxt = obs + 0.5 * jnp.concatenate([act, jnp.zeros((n, O - A))], -1) + 0.1 * obs[:, ::-1]
-    return Transition(obs=obs, action=act, reward=jnp.zeros(n), next_obs=nxt, done=jnp.zeros(n, bool))
+    return Transition(
+        obs=obs, action=act, reward=jnp.zeros(n), next_obs=nxt, done=jnp.zeros(n, bool)
+    )
 
 
 @pytest.mark.slow
 def test_fit_learns_a_linear_system_with_early_stopping():
-    cfg = replace(SMALL, members=2, hidden_size=32, max_epochs=60, patience=5, batch_size=32,
-                  propagation="expectation")
+    cfg = replace(
+        SMALL,
+        members=2,
+        hidden_size=32,
+        max_epochs=60,
+        patience=5,
+        batch_size=32,
+        propagation="expectation",
+    )
     model = make_ensemble(cfg, _spec())
     data = _linear_data(1000, jax.random.key(0))
     state, metrics = model.fit(model.init(jax.random.key(1), None), jax.random.key(2), data)
@@ -167,11 +188,14 @@ def test_nan_in_training_data_stops_with_a_clear_error():
         model.fit(model.init(jax.random.key(1), None), jax.random.key(2), data)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(members=0), "model.members must be >= 1, got 0"),
-    (dict(holdout=1.0), r"model.holdout must be in \[0, 1\), got 1.0"),
-    (dict(propagation="ts2"), "model.propagation must be ts1, tsinf or expectation"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(members=0), "model.members must be >= 1, got 0"),
+        (dict(holdout=1.0), r"model.holdout must be in \[0, 1\), got 1.0"),
+        (dict(propagation="ts2"), "model.propagation must be ts1, tsinf or expectation"),
+    ],
+)
 def test_config_errors(bad, match):
     from prototypes.config import ConfigError
 

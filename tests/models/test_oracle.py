@@ -21,14 +21,20 @@ def _rollout_env(name, seed, actions):
     return np.array(rewards), np.array(observations)
 
 
-@pytest.mark.parametrize("name, steps, atol", [
-    ("reacher", 10, 1e-5),
-    ("pusher", 10, 1e-5),
-])
+@pytest.mark.parametrize(
+    "name, steps, atol",
+    [
+        ("reacher", 10, 1e-5),
+        ("pusher", 10, 1e-5),
+    ],
+)
 def test_planning_return_equals_env_rewards(name, steps, atol):
     spec = get_spec(name)
-    actions = np.random.default_rng(0).uniform(
-        spec.action_low, spec.action_high, (steps, spec.act_dim)).astype(np.float32)
+    actions = (
+        np.random.default_rng(0)
+        .uniform(spec.action_low, spec.action_high, (steps, spec.act_dim))
+        .astype(np.float32)
+    )
     env_rewards, env_obs = _rollout_env(name, 5, actions)
 
     env = make(name)

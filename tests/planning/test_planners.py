@@ -14,10 +14,19 @@ from prototypes.types import Step
 
 
 def _spec(act_dim: int = 2, bound: float = 1.0) -> EnvSpec:
-    return EnvSpec(name="toy", gym_id="-", obs_dim=act_dim, act_dim=act_dim,
-                   action_low=(-bound,) * act_dim, action_high=(bound,) * act_dim,
-                   episode_steps=10, reward_fn=None, done_fn=None, obs_from_physics=None,
-                   sensor_bodies=())
+    return EnvSpec(
+        name="toy",
+        gym_id="-",
+        obs_dim=act_dim,
+        act_dim=act_dim,
+        action_low=(-bound,) * act_dim,
+        action_high=(bound,) * act_dim,
+        episode_steps=10,
+        reward_fn=None,
+        done_fn=None,
+        obs_from_physics=None,
+        sensor_bodies=(),
+    )
 
 
 def _quadratic_step(target):
@@ -28,14 +37,26 @@ def _quadratic_step(target):
     def step(key, obs, action):
         del key
         nxt = obs + action
-        return Step(obs=nxt, reward=-jnp.sum((nxt - target[None]) ** 2, axis=-1),
-                    done=jnp.zeros(obs.shape[0], bool))
+        return Step(
+            obs=nxt,
+            reward=-jnp.sum((nxt - target[None]) ** 2, axis=-1),
+            done=jnp.zeros(obs.shape[0], bool),
+        )
 
     return step
 
 
-TINY = PlannerConfig(horizon=3, population=64, iterations=8, elites=8, particles=1,
-                     alpha=0.1, init_std=0.5, keep_elites=0.3, temperature=0.05)
+TINY = PlannerConfig(
+    horizon=3,
+    population=64,
+    iterations=8,
+    elites=8,
+    particles=1,
+    alpha=0.1,
+    init_std=0.5,
+    keep_elites=0.3,
+    temperature=0.05,
+)
 
 
 def test_cem_finds_quadratic_optimum():
@@ -68,7 +89,8 @@ def test_action_bounds_respected_when_optimum_is_outside(kind):
     # target (3, -3) is outside [-1, 1]^2: the best first action is the corner (1, -1)
     planner = make_planner(replace(TINY, kind=kind, population=256), _spec())
     action, _, _ = jax.jit(lambda s, k, o: planner.plan(s, k, o, _quadratic_step([3.0, -3.0])))(
-        planner.init(), jax.random.key(1), jnp.zeros(2))
+        planner.init(), jax.random.key(1), jnp.zeros(2)
+    )
     assert np.all(np.abs(np.asarray(action)) <= 1.0 + 1e-6)
     if kind != "random":
         np.testing.assert_allclose(action, [1.0, -1.0], atol=0.05)
@@ -80,7 +102,8 @@ def test_random_shooting_returns_best_candidate_first_action():
     step = _quadratic_step([0.2, 0.1])
     key = jax.random.key(3)
     action, _, metrics = jax.jit(lambda s, k, o: planner.plan(s, k, o, step))(
-        planner.init(), key, jnp.zeros(2))
+        planner.init(), key, jnp.zeros(2)
+    )
     # rebuild the same candidates from the same key split, then brute-force the best
     key_sample, key_eval = jax.random.split(key)
     cand = jax.random.uniform(key_sample, (32, 3, 2), minval=-1.0, maxval=1.0)
@@ -132,8 +155,9 @@ def test_mppi_update_limits_equal_plain_mean_and_best_sample():
     for lam, expect in [(1e9, "mean"), (1e-6, "best")]:
         cfg = replace(TINY, kind="mppi", iterations=1, population=16, temperature=lam)
         planner = make_planner(cfg, spec)
-        action, _, _ = jax.jit(lambda s, k, o: planner.plan(s, k, o, step))(
-            planner.init(), key, jnp.zeros(2))
+        action, _, _ = jax.jit(lambda s, k, o, planner=planner: planner.plan(s, k, o, step))(
+            planner.init(), key, jnp.zeros(2)
+        )
         (key_i,) = jax.random.split(key, 1)
         key_sample, key_eval = jax.random.split(key_i)
         std = cfg.init_std
@@ -172,12 +196,15 @@ def test_same_key_same_plan_different_key_different_plan():
     assert not np.array_equal(a1, a3)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(horizon=0), "planner.horizon must be >= 1, got 0"),
-    (dict(population=-3), "planner.population must be >= 1, got -3"),
-    (dict(population=10, elites=20), r"planner.elites must be in \[1, population=10\], got 20"),
-    (dict(kind="beam"), "planner.kind must be cem, mppi or random"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(horizon=0), "planner.horizon must be >= 1, got 0"),
+        (dict(population=-3), "planner.population must be >= 1, got -3"),
+        (dict(population=10, elites=20), r"planner.elites must be in \[1, population=10\], got 20"),
+        (dict(kind="beam"), "planner.kind must be cem, mppi or random"),
+    ],
+)
 def test_config_errors_name_the_value(bad, match):
     from prototypes.config import ConfigError
 
