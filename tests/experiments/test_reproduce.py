@@ -1,0 +1,74 @@
+"""experiments/reproduce.py: reads finished runs and prints them beside the references."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location(
+        "reproduce_script", ROOT / "experiments" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce_script"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_pets_runs(out: Path, seeds):
+    """Finished runs: seed s, episode e = 1..12 has return -20 + e - s at env step 50 e."""
+    for s in seeds:
+        run = out / "pets-reacher" / "runs" / f"seed={s}"
+        run.mkdir(parents=True)
+        lines = [json.dumps({"episode": e, "env_steps": 50 * e, "return": -20.0 + e - s})
+                 for e in range(1, 13)]
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        (run / "SWEEP_DONE").write_text("{}\n")
+
+
+def test_pets_reacher_reads_existing_runs(reproduce, tmp_path, capsys):
+    _fake_pets_runs(tmp_path, range(4))
+    argv = ["pets-reacher", "--out", str(tmp_path), "--seeds", "0", "1", "2", "3"]
+    assert reproduce.main(argv) == 0
+    printed = capsys.readouterr().out
+    # last 10 episodes (3..12) of seed s average -20 + 7.5 - s = -12.5 - s; over s = 0..3 the
+    # IQM drops -12.5 and -15.5 -> mean(-13.5, -14.5) = -14.0
+    assert "ours: last-10 mean (iqm of 4 seeds)  -14.0 [" in printed
+    # best episode -8 - s -> IQM of (-8, -9, -10, -11) = -9.5
+    assert "ours: best episode (iqm of 4 seeds)" in printed and "-9.5 [" in printed
+    assert "600-600 env steps per seed" in printed
+    for ref in ("CEM on the true simulator", "-4.2 +- 1.0", "random actions", "-43"):
+        assert ref in printed
+    assert "sweep.png" in printed and "runs: 4 runs, 4 finished before, 0 to run" not in printed
+    assert (tmp_path / "pets-reacher" / "plots" / "sweep.png").exists()
+
+
+def test_near_optimal_episode(reproduce):
+    # threshold 1.25 x 14 = 17.5: the first episode at or below it is the 3rd
+    assert reproduce.episodes_to_near_optimal(np.array([800.0, 40.0, 17.5, 16.0])) == 3
+    assert reproduce.episodes_to_near_optimal(np.array([800.0, 40.0])) is None
+
+
+@pytest.mark.slow
+def test_dyna_maze_tiny_run(reproduce, tmp_path, capsys):
+    argv = ["dyna-maze", "--out", str(tmp_path), "--", "--runs", "2", "--episodes", "4"]
+    assert reproduce.main(argv) == 0
+    printed = capsys.readouterr().out
+    for text in ("n=0", "n=5", "n=50", "about 25 episodes", "about 3 episodes",
+                 "extra flags: --runs 2 --episodes 4", "fig8_2_steps_per_episode.png"):
+        assert text in printed
+    assert reproduce.main(argv) == 0  # the second time it only reads
+    assert "0 to run" in capsys.readouterr().out
+
+
+def test_unknown_name_is_one_clear_line(reproduce, capsys):
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["pets-cartpole"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'pets-cartpole'" in capsys.readouterr().err
