@@ -84,10 +84,10 @@ TASK_DEFAULTS = {
     "pusher": {
         "episodes": 100,
         "model.hidden_size": 128,
-        "planner.population": 150,
-        "planner.elites": 15,
+        "planner.population": 200,
+        "planner.elites": 20,
         "planner.iterations": 4,
-        "planner.horizon": 15,
+        "planner.horizon": 25,
     },
 }
 
