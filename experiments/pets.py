@@ -13,7 +13,6 @@ uninterrupted one. `--model oracle` plans with the true simulator instead of a l
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from prototypes import config as cfglib
 from prototypes.agents.mpc import make_mpc_agent, run_episode
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
-from prototypes.data.runs import CheckpointError, RunDir, open_run
+from prototypes.data.runs import CheckpointError, RunDir, episode_seed, open_run, progress_bar
 from prototypes.envs import get_spec, make
 from prototypes.models.base import TrainingDivergedError
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
@@ -166,21 +165,15 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
 
     state = agent.init(jax.random.fold_in(run_key, 0))
     if resume:
-        saved = run.load_checkpoint()
-        try:
-            state = jax.tree.map(jnp.asarray, saved["state"])
-            assert jax.tree.structure(state) == jax.tree.structure(agent.init(run_key))
-        except (KeyError, TypeError, AssertionError):
-            raise CheckpointError(
-                f"checkpoint {run.checkpoint_path} does not match this config"
-            ) from None
+        state = run.load_state(like=state)
         run.truncate_metrics(int(state.episode))
     start = int(state.episode)
 
-    bar = _progress(
+    bar = progress_bar(
         total=cfg.episodes * spec.episode_steps,
         initial=start * spec.episode_steps,
         enabled=progress,
+        desc="PETS",
     )
     for ep in range(start, cfg.episodes):
         ep_key = jax.random.fold_in(run_key, ep + 1)
@@ -203,7 +196,7 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
                 return np.asarray(action)
 
         result = run_episode(
-            env, policy, reset_seed=_reset_seed(cfg.seed, ep), on_step=lambda t, r: bar.update(1)
+            env, policy, reset_seed=episode_seed(cfg.seed, ep), on_step=lambda t, r: bar.update(1)
         )
         if ep >= cfg.random_episodes:
             state = holder["state"]
@@ -225,8 +218,7 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
             **fit_metrics,
         }
         run.log(record)
-        _log_perf(
-            run,
+        run.log_perf(
             {
                 "episode": ep + 1,
                 "act_seconds": t_act,
@@ -246,16 +238,6 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
     return run
 
 
-def _reset_seed(seed: int, episode: int) -> int:
-    """A distinct, reproducible env reset seed per (run seed, episode): resume needs no env RNG."""
-    return (seed * 1_000_003 + episode) % (2**31 - 1)
-
-
-def _log_perf(run: RunDir, record: dict) -> None:
-    with open(run.path / "perf.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def _plot(run: RunDir, cfg: PETSConfig) -> None:
     records = run.metrics()
     steps = [r["env_steps"] for r in records]
@@ -270,25 +252,6 @@ def _plot(run: RunDir, cfg: PETSConfig) -> None:
         title=f"PETS ({cfg.model_kind}, {cfg.planner.kind}) on {cfg.env}, seed {cfg.seed}",
         hlines=REFERENCES.get(cfg.env),
     )
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kw):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="PETS")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ then refit / plan / act) is the loop in `experiments/pets.py`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -89,6 +89,7 @@ class EpisodeResult:
     transitions: Transition  # leaves [T, ...], NumPy
     episode_return: float
     steps: int
+    final_info: dict = field(default_factory=dict)  # the env's info dict of the last step
 
 
 def run_episode(
@@ -100,7 +101,8 @@ def run_episode(
     """Run one episode of `policy(obs, t) -> action` from `env.reset(seed=reset_seed)`.
 
     `on_step(t, reward)` is called after every step (for progress bars). Stops at termination or
-    truncation (the env's time limit).
+    truncation (the env's time limit). The last step's info dict (Fetch: `is_success`) is kept
+    in `final_info`.
     """
     obs, _ = env.reset(seed=reset_seed)
     rows: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "next_obs", "done")}
@@ -111,7 +113,7 @@ def run_episode(
             raise FloatingPointError(
                 f"the policy produced a non-finite action {action} at step {t}"
             )
-        next_obs, reward, terminated, truncated, _ = env.step(action)
+        next_obs, reward, terminated, truncated, info = env.step(action)
         for k, v in zip(rows, (obs, action, reward, next_obs, terminated), strict=True):
             rows[k].append(v)
         total += float(reward)
@@ -128,4 +130,4 @@ def run_episode(
         next_obs=np.asarray(rows["next_obs"], np.float32),
         done=np.asarray(rows["done"], bool),
     )
-    return EpisodeResult(transitions=tr, episode_return=total, steps=t)
+    return EpisodeResult(transitions=tr, episode_return=total, steps=t, final_info=dict(info))

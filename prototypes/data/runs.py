@@ -4,11 +4,14 @@ Layout of a run directory::
 
     <out>/config.json        the experiment config, git revision, package versions, command line
     <out>/metrics.jsonl      one JSON object per line, appended and flushed as it happens
+    <out>/perf.jsonl         wall-clock timings (apart: metrics.jsonl is deterministic per seed)
     <out>/checkpoints/latest.pkl   the newest checkpoint (written to a temp file, then renamed)
     <out>/plots/*.png        figures drawn from metrics.jsonl
 
-This is the one module of `prototypes/` that does file I/O, so that every experiment writes the
-same layout and `--resume` works the same way everywhere.
+This is the one module of `prototypes/` that does file I/O (and draws the progress bar on
+stderr), so that every experiment writes the same layout and `--resume` works the same way
+everywhere. `episode_seed` gives the per-episode env reset seeds that let a resumed run replay the
+same episodes without saving any env RNG.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ __all__ = [
     "open_run",
     "git_revision",
     "package_versions",
+    "episode_seed",
+    "progress_bar",
 ]
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "mujoco", "gymnasium", "pgmpy", "mctx")
@@ -105,6 +110,10 @@ class RunDir:
         return self.path / "checkpoints" / "latest.pkl"
 
     @property
+    def perf_path(self) -> Path:
+        return self.path / "perf.jsonl"
+
+    @property
     def plots_dir(self) -> Path:
         return self.path / "plots"
 
@@ -119,6 +128,11 @@ class RunDir:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def log_perf(self, record: dict[str, Any]) -> None:
+        """Append one wall-clock record to perf.jsonl (not part of the deterministic metrics)."""
+        with open(self.perf_path, "a") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
         """All records so far (a torn last line from a crash is skipped)."""
@@ -160,6 +174,22 @@ class RunDir:
             raise CheckpointError(
                 f"checkpoint {path} is corrupt ({type(e).__name__}); delete it to start over"
             ) from None
+
+    def load_state(self, like: Any) -> Any:
+        """The pytree saved as `save_checkpoint({"state": state})`, as JAX arrays.
+
+        `like` is a freshly initialised state of the same config; a checkpoint whose structure
+        differs raises a `CheckpointError` (as do missing or corrupt ones).
+        """
+        saved = self.load_checkpoint()
+        try:
+            state = jax.tree.map(jax.numpy.asarray, saved["state"])
+            ok = jax.tree.structure(state) == jax.tree.structure(like)
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} does not match this config")
+        return state
 
     # --- plots ---------------------------------------------------------------------------
     def plot_curve(
@@ -203,6 +233,31 @@ class RunDir:
         fig.savefig(out)
         plt.close(fig)
         return out
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """A distinct, reproducible env reset seed per (run seed, episode): resume needs no env RNG."""
+    return (seed * 1_000_003 + episode) % (2**31 - 1)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kw: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, initial: int, enabled: bool, desc: str, unit: str = "step") -> Any:
+    """A tqdm bar on stderr (update / set_postfix / close), or a no-op object if not enabled."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, desc=desc)
 
 
 def _jsonable(x: Any) -> Any:

@@ -1,6 +1,11 @@
 """Tasks by short name: the gymnasium env plus what a planner needs to know about it.
 
 >>> spec = get_spec("reacher"); env = make("reacher", seed=0)
+
+Two groups: `TASKS`, the dense-reward arms (reacher, pusher) that the PETS and MBPO scripts accept,
+and `FETCH_TASKS`, the goal-conditioned Fetch tasks (fetch_reach, fetch_push; see envs/fetch.py
+for their flat observation and rewards), kept apart so adding them does not change what those
+scripts accept. `get_spec` and `make` know both (`ALL_TASKS`).
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ from types import ModuleType
 import gymnasium as gym
 import numpy as np
 
-from prototypes.envs import pusher, reacher
+from prototypes.envs import fetch, pusher, reacher
 from prototypes.types import DoneFn, RewardFn
 
-__all__ = ["EnvSpec", "TASKS", "get_spec", "make"]
+__all__ = ["EnvSpec", "TASKS", "FETCH_TASKS", "ALL_TASKS", "get_spec", "make"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class EnvSpec:
         reward_fn: r(obs, action, next_obs), pure JAX, for one example.
         done_fn: terminal(next_obs), pure JAX, for one example.
         obs_from_physics: NumPy map from batched (qpos, qvel, sensordata) to observations, for the
-            oracle model; `sensor_bodies` names the bodies whose positions it reads.
+            oracle model; `sensor_bodies` names the bodies whose positions it reads. None (and
+            ()) for tasks without an oracle.
     """
 
     name: str
@@ -43,8 +49,8 @@ class EnvSpec:
     episode_steps: int
     reward_fn: RewardFn
     done_fn: DoneFn
-    obs_from_physics: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-    sensor_bodies: tuple[str, ...]
+    obs_from_physics: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+    sensor_bodies: tuple[str, ...] = ()
 
 
 def _spec(
@@ -71,21 +77,49 @@ TASKS: dict[str, EnvSpec] = {
 }
 
 
+def _fetch_spec(name: str, gym_id: str) -> EnvSpec:
+    layout = fetch.LAYOUTS[name]
+    return EnvSpec(
+        name=name,
+        gym_id=gym_id,
+        obs_dim=layout.obs_dim,
+        act_dim=4,
+        action_low=(-1.0,) * 4,
+        action_high=(1.0,) * 4,
+        episode_steps=50,
+        reward_fn=fetch.reward_fns(name)["sparse"],  # the env's own reward
+        done_fn=fetch.done_fn,
+    )
+
+
+FETCH_TASKS: dict[str, EnvSpec] = {
+    "fetch_reach": _fetch_spec("fetch_reach", "FetchReach-v4"),
+    "fetch_push": _fetch_spec("fetch_push", "FetchPush-v4"),
+}
+ALL_TASKS: dict[str, EnvSpec] = {**TASKS, **FETCH_TASKS}
+
+
 def get_spec(name: str) -> EnvSpec:
     """The spec of a task by short name; ValueError naming the allowed names otherwise."""
-    if name not in TASKS:
-        raise ValueError(f"unknown env {name!r}: choose from {', '.join(sorted(TASKS))}")
-    return TASKS[name]
+    if name not in ALL_TASKS:
+        raise ValueError(f"unknown env {name!r}: choose from {', '.join(sorted(ALL_TASKS))}")
+    return ALL_TASKS[name]
 
 
 def make(name: str, seed: int | None = None, **kwargs) -> gym.Env:
     """Build the gymnasium env for a task, with its time limit, seeded if `seed` is given.
 
     Seeding resets the env once with `seed` and seeds its action space, so the first
-    `env.reset()` without a seed continues that stream deterministically.
+    `env.reset()` without a seed continues that stream deterministically. Fetch tasks register
+    gymnasium-robotics first and come wrapped in `fetch.FlattenGoalObs` (flat observations;
+    `info["is_success"]` is passed through).
     """
     spec = get_spec(name)
+    if name in FETCH_TASKS:
+        fetch.register()
     env = gym.make(spec.gym_id, max_episode_steps=spec.episode_steps, **kwargs)
+    if name in FETCH_TASKS:
+        env = fetch.FlattenGoalObs(env)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

@@ -68,7 +68,15 @@ def make_oracle(spec: EnvSpec, env: gym.Env, threads: int = 2) -> WorldModel:
         spec: the task.
         env: an env of that task; only its model file and frame skip are read.
         threads: MuJoCo rollout threads.
+
+    Raises:
+        ValueError: the task has no oracle (`spec.obs_from_physics` is None).
     """
+    if spec.obs_from_physics is None:
+        raise ValueError(
+            f"task {spec.name!r} has no oracle model (its EnvSpec has no obs_from_physics): "
+            "use a learned model"
+        )
     model = _sensor_model(env, spec.sensor_bodies)
     datas = [mujoco.MjData(model) for _ in range(threads)]
     frame_skip = env.unwrapped.frame_skip

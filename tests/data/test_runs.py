@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from prototypes.data.runs import CheckpointError, open_run
+from prototypes.data.runs import CheckpointError, episode_seed, open_run, progress_bar
 
 
 def test_new_run_writes_config_with_revision_and_versions(tmp_path):
@@ -47,3 +47,31 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path):
     run.checkpoint_path.write_bytes(b"\x80\x05garbage")
     with pytest.raises(CheckpointError, match="is corrupt"):
         run.load_checkpoint()
+
+
+def test_load_state_checks_the_structure(tmp_path):
+    import jax.numpy as jnp
+
+    run = open_run(tmp_path / "r", {}, resume=False)
+    state = {"w": jnp.arange(3.0), "step": jnp.int32(2)}
+    run.save_checkpoint({"state": state})
+    back = run.load_state(like=state)
+    np.testing.assert_array_equal(back["w"], [0.0, 1.0, 2.0])
+    assert int(back["step"]) == 2
+    with pytest.raises(CheckpointError, match="does not match this config"):
+        run.load_state(like={"w": jnp.zeros(3)})
+    run.save_checkpoint([1, 2])  # not the {"state": ...} layout
+    with pytest.raises(CheckpointError, match="does not match this config"):
+        run.load_state(like=state)
+
+
+def test_perf_log_episode_seeds_and_silent_bar(tmp_path):
+    run = open_run(tmp_path / "r", {}, resume=False)
+    run.log_perf({"episode": 1, "seconds": np.float32(0.5)})
+    assert json.loads(run.perf_path.read_text()) == {"episode": 1, "seconds": 0.5}
+    assert not run.metrics()  # timings stay out of the deterministic metrics
+    # seed * 1_000_003 + episode, modulo 2^31 - 1
+    assert episode_seed(0, 5) == 5 and episode_seed(2, 1) == 2_000_007
+    assert len({episode_seed(s, e) for s in range(3) for e in range(100)}) == 300
+    bar = progress_bar(10, 0, enabled=False, desc="x")
+    bar.update(1), bar.set_postfix(a=1), bar.close()

@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prototypes.envs import TASKS, get_spec, make
+from prototypes.envs import ALL_TASKS, get_spec, make
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", sorted(ALL_TASKS))
 def test_spec_matches_env_spaces(name):
     spec, env = get_spec(name), make(name, seed=0)
     assert env.observation_space.shape == (spec.obs_dim,)
@@ -16,7 +16,7 @@ def test_spec_matches_env_spaces(name):
     assert env.spec.max_episode_steps == spec.episode_steps
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", sorted(ALL_TASKS))
 def test_jax_reward_equals_simulator_reward(name):
     """The pure-JAX reward on real transitions equals the env's own reward to 1e-5."""
     spec, env = get_spec(name), make(name, seed=0)
@@ -44,12 +44,13 @@ def test_jax_reward_equals_simulator_reward(name):
 
 
 def test_done_fn_never_terminates():
-    for spec in TASKS.values():
+    for spec in ALL_TASKS.values():
         assert not bool(spec.done_fn(jnp.zeros(spec.obs_dim)))
 
 
 def test_unknown_env_names_the_choices():
-    with pytest.raises(ValueError, match="unknown env 'cartpole': choose from pusher, reacher"):
+    choices = "fetch_push, fetch_reach, pusher, reacher"
+    with pytest.raises(ValueError, match=f"unknown env 'cartpole': choose from {choices}"):
         get_spec("cartpole")
 
 
