@@ -1,108 +1,123 @@
-"""Line profile of the PETS host loop: where does a PETS episode spend its wall-clock time?
+"""Line profile of the PETS host loop: where does a PETS run spend its wall-clock time?
 
-    kernprof -lv profiling/profile_pets.py                  # line timings of the host loop
-    python profiling/profile_pets.py --trace /tmp/pets_trace  # jax.profiler trace of jitted code
+    kernprof -lv profiling/profile_pets.py                    # line timings of the real loop
+    kernprof -lv profiling/profile_pets.py --env pusher --episodes 4
+    python profiling/profile_pets.py --trace /tmp/pets_trace  # jax.profiler trace of the run
 
-Fixed seed and sizes (Reacher, the default model and planner sizes, one random episode, then
-`--episodes` planning episodes). Compilation (the first planning call and the first model fit)
-is reported apart from the steady state. line_profiler sees a jitted call as one line: look
-inside it with `--trace` and TensorBoard/Perfetto.
+This runs the real experiment, `experiments/pets.py` with that env's default config, a fixed seed
+and a short budget (`--episodes`, the first of them random), into a temporary run directory.
+Under kernprof it times every line of:
+- `train` (experiments/pets.py): the episode loop: acting, buffer add, refit, log, checkpoint, plot;
+- `run_episode` (prototypes/agents/mpc.py): per step, the policy (one jitted planning call, which
+  the `policy(obs, t)` line contains), the env step and the bookkeeping;
+- the ensemble's `fit` (prototypes/models/ensemble.py): normalisers, padding, the epoch loop.
+
+Compilation is reported apart: the table printed at the end (from the run's perf.jsonl) splits
+the first planning episode, whose first step compiles the planner, from the steady episodes
+after it. A jitted call is one line to line_profiler: look inside it with `--trace`.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import builtins
+import importlib.util
+import json
+import sys
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from prototypes.agents.mpc import make_mpc_agent
-from prototypes.data import replay
-from prototypes.envs import get_spec, make
-from prototypes.models.ensemble import EnsembleConfig, make_ensemble
-from prototypes.planning import PlannerConfig, make_planner
+from prototypes.agents import mpc
 
-try:  # defined by kernprof -l
-    profile  # type: ignore[name-defined]  # noqa: B018
-except NameError:
-
-    def profile(f):
-        return f
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@profile
-def episode(env, agent, state, key, spec, seed):
-    """One planning episode, written out so every host-side step is its own line."""
-    obs, _ = env.reset(seed=seed)
-    rows = []
-    total = 0.0
-    for t in range(spec.episode_steps):
-        root = agent.model.encode(state.model, obs, env)
-        action, state, _ = agent.act(state, jax.random.fold_in(key, t), root)
-        action = np.asarray(action)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        rows.append((obs, action, reward, next_obs, terminated))
-        total += reward
-        obs = next_obs
-    batch = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *rows)
-    from prototypes.types import Transition
+def load_pets():
+    """experiments/pets.py as a module (experiments/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("pets_experiment", ROOT / "experiments/pets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
-    tr = Transition(
-        obs=batch[0], action=batch[1], reward=batch[2], next_obs=batch[3], done=batch[4]
-    )
-    state = state.replace(buffer=replay.add(state.buffer, tr))
-    state, _ = agent.update(state, jax.random.fold_in(key, 10_000))
-    return state, total
+
+def register(pets) -> bool:
+    """Under kernprof -l, add the host-loop functions to its profiler; False without kernprof.
+
+    kernprof's profiler records only while a function it wrapped is running, so `pets.main` is
+    wrapped too: registered functions are then timed whenever the experiment calls them.
+    """
+    profiler = getattr(builtins, "profile", None)
+    if profiler is None or not hasattr(profiler, "add_function"):
+        return False
+    pets.main = profiler(pets.main)
+    profiler.add_function(pets.train)
+    profiler.add_function(mpc.run_episode)
+    make_ensemble = pets.make_ensemble
+
+    def make_profiled_ensemble(cfg, spec):
+        model = make_ensemble(cfg, spec)
+        profiler.add_function(model.fit)  # `fit` is a host closure: its lines are the epoch loop
+        return model
+
+    pets.make_ensemble = make_profiled_ensemble
+    return True
+
+
+def summarise(perf_path: Path, random_episodes: int) -> None:
+    rows = [json.loads(line) for line in perf_path.read_text().splitlines()]
+    planned = [r for r in rows if r["episode"] > random_episodes]
+    print(f"\n{'episode':>8}{'act s':>9}{'fit s':>9}{'s/step':>9}")
+    for r in rows:
+        note = "  (random actions)" if r["episode"] <= random_episodes else ""
+        if planned and r is planned[0]:
+            note = "  (first planning episode: includes the planner's compile)"
+        print(
+            f"{r['episode']:>8}{r['act_seconds']:>9.2f}{r['fit_seconds']:>9.2f}"
+            f"{r['seconds_per_step']:>9.3f}{note}"
+        )
+    steady = planned[1:]
+    if steady:
+        per_step = sum(r["act_seconds"] for r in steady) / sum(
+            r["act_seconds"] / r["seconds_per_step"] for r in steady
+        )
+        fit = sum(r["fit_seconds"] for r in steady) / len(steady)
+        first = planned[0]
+        first_steps = first["act_seconds"] / first["seconds_per_step"]
+        compile_s = first["act_seconds"] - per_step * first_steps
+        print(f"steady state: {1e3 * per_step:.1f} ms per env step acting, {fit:.2f} s per refit")
+        print(f"planner compile (first planning episode minus steady): {compile_s:.2f} s")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--episodes", type=int, default=3, help="planning episodes to profile")
-    p.add_argument("--trace", default=None, help="write a jax.profiler trace of one episode here")
+    p.add_argument("--env", default="reacher", help="task, with its pets.py defaults (reacher)")
+    p.add_argument(
+        "--episodes", type=int, default=5, help="episodes in the run, the first random (5)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="run seed (0)")
+    p.add_argument("--trace", default=None, help="write a jax.profiler trace of the run here")
     args = p.parse_args()
-    spec = get_spec("reacher")
-    env = make("reacher", seed=0)
-    model = make_ensemble(EnsembleConfig(hidden_size=128), spec)
-    planner = make_planner(PlannerConfig(population=200, elites=20, iterations=4, horizon=15), spec)
-    agent = make_mpc_agent(model, planner, spec, capacity=(args.episodes + 2) * spec.episode_steps)
-    state = agent.init(jax.random.key(0))
+    if args.episodes < 3:
+        p.error(f"--episodes must be >= 3 (random, compile, steady), got {args.episodes}")
 
-    # one random episode of data and a first fit (this is where the fit compiles)
-    rng = np.random.default_rng(0)
-    obs, _ = env.reset(seed=0)
-    rows = []
-    for _ in range(spec.episode_steps):
-        a = rng.uniform(spec.action_low, spec.action_high).astype(np.float32)
-        nxt, r, term, _, _ = env.step(a)
-        rows.append((obs, a, r, nxt, term))
-        obs = nxt
-    from prototypes.types import Transition
-
-    cols = [jnp.asarray(np.stack(c)) for c in zip(*rows, strict=True)]
-    state = state.replace(buffer=replay.add(state.buffer, Transition(*cols)))
-    t0 = time.perf_counter()
-    state, _ = agent.update(state, jax.random.key(1))
-    print(f"first fit (includes compile): {time.perf_counter() - t0:.2f} s")
-
-    t0 = time.perf_counter()
-    root = model.encode(state.model, obs, env)
-    jax.block_until_ready(agent.act(state, jax.random.key(2), root))
-    print(f"first planning call (compile + run): {time.perf_counter() - t0:.2f} s")
-
-    for ep in range(args.episodes):
-        t0 = time.perf_counter()
-        if args.trace and ep == args.episodes - 1:
-            with jax.profiler.trace(args.trace):
-                state, ret = episode(env, agent, state, jax.random.key(100 + ep), spec, ep + 1)
-        else:
-            state, ret = episode(env, agent, state, jax.random.key(100 + ep), spec, ep + 1)
-        dt = time.perf_counter() - t0
-        ms = 1e3 * dt / spec.episode_steps
-        print(f"episode {ep + 1}: return {ret:.2f}, {dt:.2f} s ({ms:.1f} ms/step incl. fit)")
+    pets = load_pets()
+    profiled = register(pets)
+    if not profiled:
+        print("(plain run: use `kernprof -lv profiling/profile_pets.py` for line timings)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        argv = ["--env", args.env, "--episodes", str(args.episodes), "--seed", str(args.seed)]
+        argv += ["--out", str(out), "--no-progress"]
+        with jax.profiler.trace(args.trace) if args.trace else nullcontext():
+            run = pets.main(argv)
+        config = json.loads((run.path / "config.json").read_text())["config"]
+        summarise(run.path / "perf.jsonl", config["random_episodes"])
 
 
 if __name__ == "__main__":
