@@ -27,7 +27,14 @@ from prototypes import config as cfglib
 from prototypes.agents.mpc import make_mpc_agent, run_episode
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
-from prototypes.data.runs import CheckpointError, RunDir, episode_seed, open_run, progress_bar
+from prototypes.data.runs import (
+    CheckpointError,
+    RunDir,
+    Throttle,
+    episode_seed,
+    open_run,
+    progress_bar,
+)
 from prototypes.envs import get_spec, make
 from prototypes.models.base import TrainingDivergedError
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
@@ -69,6 +76,8 @@ class PETSConfig:
             "a learned model needs random_episodes >= 1 to have data before planning",
         )
 
+
+PLOT_SECONDS = 30.0
 
 # Per-task defaults, chosen on this 2-core CPU (see the README for the figures they reach).
 TASK_DEFAULTS = {
@@ -175,6 +184,7 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
         enabled=progress,
         desc="PETS",
     )
+    plot_due = Throttle(PLOT_SECONDS)  # the curve is redrawn at most this often, and at the end
     for ep in range(start, cfg.episodes):
         ep_key = jax.random.fold_in(run_key, ep + 1)
         key_act, key_fit = jax.random.split(ep_key)
@@ -227,7 +237,8 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
             },
         )
         run.save_checkpoint({"state": state})
-        _plot(run, cfg)
+        if plot_due.due(force=ep + 1 == cfg.episodes):
+            _plot(run, cfg)
         bar.set_postfix(
             ep=ep + 1,
             ret=f"{result.episode_return:.1f}",

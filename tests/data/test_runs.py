@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from prototypes.data.runs import CheckpointError, episode_seed, open_run, progress_bar
+from prototypes.data.runs import CheckpointError, Throttle, episode_seed, open_run, progress_bar
 
 
 def test_new_run_writes_config_with_revision_and_versions(tmp_path):
@@ -75,3 +75,18 @@ def test_perf_log_episode_seeds_and_silent_bar(tmp_path):
     assert len({episode_seed(s, e) for s in range(3) for e in range(100)}) == 300
     bar = progress_bar(10, 0, enabled=False, desc="x")
     bar.update(1), bar.set_postfix(a=1), bar.close()
+
+
+def test_throttle_is_due_once_per_interval_and_when_forced():
+    now = [0.0]
+    due = Throttle(10.0, clock=lambda: now[0]).due
+    assert due()  # the first call is always due
+    now[0] = 9.0
+    assert not due()
+    assert due(force=True)  # forcing resets the interval: the next is due at 19
+    now[0] = 18.0
+    assert not due()
+    now[0] = 19.0
+    assert due()
+    with pytest.raises(ValueError, match="-1"):
+        Throttle(-1.0)
