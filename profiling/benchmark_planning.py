@@ -6,14 +6,20 @@
 One planning call is one jitted program (CEM iterations, horizon and particles are scans and batch
 dimensions). FLOPs count the ensemble's matrix multiplies only (2 x in x out per layer per
 evaluation), which dominate; evaluations = iterations x population x particles x horizon.
-A plain float32 matmul is timed in the same run as the machine reference.
+A plain float32 matmul is timed in the same run as the machine reference. Configs:
+- default: what `python experiments/pets.py --env ENV` plans with (its per-task defaults);
+- pets-paper: population 500, 50 elites, 5 iterations, 20 particles, horizon 30, 5 members of
+  4 x 200 (Chua et al. 2018).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +28,16 @@ from prototypes.agents.mpc import make_mpc_agent
 from prototypes.envs import get_spec
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
 from prototypes.planning import PlannerConfig, make_planner
+
+
+def load_pets():
+    """experiments/pets.py as a module, for its per-task default config."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / "pets.py"
+    spec = importlib.util.spec_from_file_location("pets_experiment", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def model_flops(cfg: EnsembleConfig, obs_dim: int, act_dim: int) -> int:
@@ -78,7 +94,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed calls per config, best reported")
     p.add_argument("--skip-paper", action="store_true", help="only the default config")
     args = p.parse_args()
-    configs = [("default", EnsembleConfig(), PlannerConfig())]
+    pets = load_pets()
+    defaults, _ = pets.parse_config(pets.build_parser(), ["--env", args.env])
+    configs = [("default", defaults.model, defaults.planner)]
     if not args.skip_paper:
         paper_m = replace(EnsembleConfig(), members=5, hidden_size=200, hidden_layers=4)
         paper_p = replace(
