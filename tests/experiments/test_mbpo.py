@@ -1,0 +1,135 @@
+"""experiments/mbpo.py end to end on a tiny budget: run directory, resume, plain SAC, bad input."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "--env", "reacher",
+    "--steps", "100",  # two 50-step episodes
+    "--start-steps", "50",
+    "--eval-every", "1",
+    "--model-train-every", "1000",  # one fit, at step 50: one compile of the fit
+    "--rollout-length", "2",
+    "--real-ratio", "0.5",
+    "--dyna.rollout-every", "10",
+    "--dyna.rollout-batch", "8",
+    "--dyna.model-capacity", "64",
+    "--dyna.updates-per-step", "1",
+    "--sac.hidden-size", "8",
+    "--sac.hidden-layers", "1",
+    "--sac.batch-size", "16",
+    "--ensemble", "2",
+    "--model.hidden-size", "8",
+    "--model.hidden-layers", "1",
+    "--model.max-epochs", "1",
+    "--no-progress",
+]  # fmt: skip
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("mbpo_script", ROOT / "experiments" / "mbpo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mbpo_script"] = module  # dataclasses resolve string annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mbpo():
+    return _load()
+
+
+@pytest.fixture(scope="module")
+def reference_run(mbpo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    mbpo.main(TINY + ["--seed", "3", "--out", str(out)])
+    return out
+
+
+@pytest.mark.slow
+def test_run_directory_contents(reference_run):
+    meta = json.loads((reference_run / "config.json").read_text())
+    assert meta["config"]["dyna.rollout_length"] == 2 and meta["config"]["use_model"] is True
+    records = [json.loads(x) for x in (reference_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in records] == [1, 2]
+    assert [r["env_steps"] for r in records] == [50, 100]
+    assert records[0]["random"] and not records[1]["random"]
+    assert "model/train_nll" in records[0]  # the one fit, at step 50 = start_steps
+    assert "sac/critic_loss" in records[1] and "dyna/valid_fraction" in records[1]
+    assert "eval_return" in records[0] and "eval_return" in records[1]
+    assert (reference_run / "checkpoints" / "latest.pkl").exists()
+    assert (reference_run / "plots" / "learning_curve.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_metrics(mbpo, reference_run, tmp_path, monkeypatch):
+    """Die after episode 2's metrics line but before its checkpoint: --resume drops the line,
+    redoes episode 2 from the episode-1 checkpoint and ends byte-identical."""
+    out = tmp_path / "killed"
+    from prototypes.data.runs import RunDir
+
+    original = RunDir.save_checkpoint
+    calls = {"n": 0}
+
+    def dying_save(self, state):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        original(self, state)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        mbpo.main(TINY + ["--seed", "3", "--out", str(out)])
+    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    mbpo.main(TINY + ["--seed", "3", "--out", str(out), "--resume"])
+    assert (out / "metrics.jsonl").read_bytes() == (reference_run / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_plain_sac_from_the_same_code(mbpo, tmp_path):
+    out = tmp_path / "sac"
+    mbpo.main(TINY + ["--no-model", "--seed", "1", "--out", str(out)])
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and "sac/critic_loss" in records[1]
+    assert not any(k.startswith(("dyna/", "model/")) for k in records[1])
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--env", "cartpole"], "unknown env 'cartpole': choose from pusher, reacher"),
+        (["--steps", "0"], "steps must be >= 1, got 0"),
+        (["--real-ratio", "2"], "dyna.real_ratio must be in [0, 1], got 2.0"),
+        (["--rollout-length", "0"], "dyna.rollout_length must be >= 1, got 0"),
+        (["--steps", "10", "--start-steps", "20"], "start_steps must be in [1, steps=10], got 20"),
+        (["--model.propagation", "mean"], "invalid choice: 'mean'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_with_status_2(mbpo, argv, fragment, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        mbpo.main(argv + ["--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert fragment in err[-1] and err[-1].startswith("mbpo.py: error:")
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_without_a_run(mbpo, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        mbpo.main(["--out", str(tmp_path / "none"), "--resume"])
+    assert exc.value.code == 2
+    assert "no run to resume" in capsys.readouterr().err
+
+
+def test_no_model_flag_selects_plain_sac(mbpo):
+    # a bool field named no_model made "--no-model" (BooleanOptionalAction's negation) set False
+    parse = mbpo.parse_config
+    assert parse(mbpo.build_parser(), [])[0].use_model is True
+    cfg, _ = parse(mbpo.build_parser(), ["--no-model"])
+    assert cfg.use_model is False and cfg.model.propagation == "ts1"
