@@ -43,7 +43,7 @@ import numpy as np
 
 from prototypes import config as cfglib
 from prototypes.config import ConfigError, arg, check
-from prototypes.data.runs import CheckpointError, RunDir, open_run
+from prototypes.data.runs import CheckpointError, RunDir, add_run_arguments, open_run
 from prototypes.envs.discrete_arm import DiscreteArmConfig, DiscreteArmEnv, exact_dbn
 from prototypes.envs.factored_mdp import make_random_mdp, sample_transitions
 from prototypes.envs.registry import EnvSpec
@@ -289,11 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     cfglib.add_arguments(parser, FactoredArmConfig)
     parser.set_defaults(**NESTED_DEFAULTS)  # add_arguments reads the nested classes' defaults
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: runs/factored_arm_<seed>)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out, skipping finished units")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(parser, "runs/factored_arm_<seed>",
+                      resume_help="continue the run in --out, skipping finished units")
     return parser
 
 

@@ -35,7 +35,13 @@ from prototypes import config as cfglib
 from prototypes.agents.dyna import DynaAgent, DynaConfig, make_dyna_agent
 from prototypes.agents.sac import SACConfig, make_sac
 from prototypes.config import ConfigError, arg, check
-from prototypes.data.runs import CheckpointError, RunDir, episode_seed, open_run, progress_bar
+from prototypes.data.runs import (
+    RunDir,
+    add_run_arguments,
+    episode_seed,
+    progress_bar,
+    run_experiment,
+)
 from prototypes.envs import get_spec, make
 from prototypes.models.base import TrainingDivergedError
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
@@ -100,13 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     # MBPO samples a random member per transition (TS-1); flags read nested defaults from the
     # class, so the override in MBPOConfig's default instance is restated here.
     parser.set_defaults(**{"model.propagation": "ts1"})
-    parser.add_argument(
-        "--out", type=Path, default=None, help="run directory (default: runs/mbpo_<env>_<seed>)"
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(parser, "runs/mbpo_<env>_<seed>, or runs/sac_... with --no-model")
     return parser
 
 
@@ -123,15 +123,15 @@ def main(argv: list[str] | None = None) -> RunDir:
     except ConfigError as e:
         parser.error(str(e))
     kind = "mbpo" if cfg.use_model else "sac"
-    out = ns.out or Path("runs") / f"{kind}_{cfg.env}_{cfg.seed}"
-    try:
-        run = open_run(out, cfglib.to_dict(cfg), resume=ns.resume, argv=argv)
-        return train(cfg, run, resume=ns.resume, progress=not ns.no_progress)
-    except (CheckpointError, FileExistsError) as e:
-        parser.error(str(e))
-    except (TrainingDivergedError, FloatingPointError) as e:
-        print(f"mbpo.py: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    return run_experiment(
+        parser,
+        argv,
+        cfglib.to_dict(cfg),
+        ns,
+        Path("runs") / f"{kind}_{cfg.env}_{cfg.seed}",
+        lambda run, resume, progress: train(cfg, run, resume=resume, progress=progress),
+        fatal=(TrainingDivergedError, FloatingPointError),
+    )
 
 
 @functools.lru_cache(maxsize=4)

@@ -34,7 +34,14 @@ from prototypes import config as cfglib
 from prototypes.agents.mpc import make_mpc_agent, run_episode
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
-from prototypes.data.runs import CheckpointError, RunDir, episode_seed, open_run, progress_bar
+from prototypes.data.runs import (
+    RunDir,
+    add_run_arguments,
+    apply_task_defaults,
+    episode_seed,
+    progress_bar,
+    run_experiment,
+)
 from prototypes.envs import FETCH_TASKS, fetch, get_spec, make
 from prototypes.models.base import TrainingDivergedError
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
@@ -132,13 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.epilog = "Per-task defaults (applied before the flags): " + "; ".join(
         f"{env}: " + ", ".join(f"{k}={v}" for k, v in d.items()) for env, d in TASK_DEFAULTS.items()
     )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="run directory (default: runs/mcts_<env>_<seed>)"
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(parser, "runs/mcts_<env>_<seed>")
     return parser
 
 
@@ -146,9 +147,7 @@ def parse_config(
     parser: argparse.ArgumentParser, argv: list[str]
 ) -> tuple[MCTSAgentConfig, argparse.Namespace]:
     """Parse flags; the chosen env's TASK_DEFAULTS replace the generic defaults first."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--env", default=MCTSAgentConfig.env)
-    parser.set_defaults(**TASK_DEFAULTS.get(pre.parse_known_args(argv)[0].env, {}))
+    apply_task_defaults(parser, argv, TASK_DEFAULTS, MCTSAgentConfig.env)
     ns = parser.parse_args(argv)
     return cfglib.from_args(MCTSAgentConfig, ns), ns
 
@@ -160,15 +159,15 @@ def main(argv: list[str] | None = None) -> RunDir:
         cfg, ns = parse_config(parser, argv)
     except ConfigError as e:
         parser.error(str(e))
-    out = ns.out or Path("runs") / f"mcts_{cfg.env}_{cfg.seed}"
-    try:
-        run = open_run(out, cfglib.to_dict(cfg), resume=ns.resume, argv=argv)
-        return train(cfg, run, resume=ns.resume, progress=not ns.no_progress)
-    except (CheckpointError, FileExistsError) as e:
-        parser.error(str(e))
-    except TrainingDivergedError as e:
-        print(f"mcts.py: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    return run_experiment(
+        parser,
+        argv,
+        cfglib.to_dict(cfg),
+        ns,
+        Path("runs") / f"mcts_{cfg.env}_{cfg.seed}",
+        lambda run, resume, progress: train(cfg, run, resume=resume, progress=progress),
+        fatal=(TrainingDivergedError,),
+    )
 
 
 def _fits_after(cfg: MCTSAgentConfig, ep: int) -> bool:

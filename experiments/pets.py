@@ -28,12 +28,13 @@ from prototypes.agents.mpc import make_mpc_agent, run_episode
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
 from prototypes.data.runs import (
-    CheckpointError,
     RunDir,
     Throttle,
+    add_run_arguments,
+    apply_task_defaults,
     episode_seed,
-    open_run,
     progress_bar,
+    run_experiment,
 )
 from prototypes.envs import get_spec, make
 from prototypes.models.base import TrainingDivergedError
@@ -116,13 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pets.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     cfglib.add_arguments(parser, PETSConfig, aliases=ALIASES)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="run directory (default: runs/pets_<env>_<seed>)"
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(parser, "runs/pets_<env>_<seed>")
     return parser
 
 
@@ -130,12 +125,11 @@ def parse_config(
     parser: argparse.ArgumentParser, argv: list[str]
 ) -> tuple[PETSConfig, argparse.Namespace]:
     """Parse flags; the chosen env's TASK_DEFAULTS replace the generic defaults first."""
+    apply_task_defaults(parser, argv, TASK_DEFAULTS, PETSConfig.env)
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--env", default=PETSConfig.env)
     pre.add_argument("--model-kind", "--model", dest="model_kind", default=PETSConfig.model_kind)
-    known = pre.parse_known_args(argv)[0]
-    parser.set_defaults(**TASK_DEFAULTS.get(known.env, {}))
-    if known.model_kind == "oracle":  # deterministic: one particle per candidate is exact
+    # the oracle is deterministic: one particle per candidate is exact
+    if pre.parse_known_args(argv)[0].model_kind == "oracle":
         parser.set_defaults(**{"planner.particles": 1, "random_episodes": 0})
     ns = parser.parse_args(argv)
     return cfglib.from_args(PETSConfig, ns), ns
@@ -148,15 +142,15 @@ def main(argv: list[str] | None = None) -> RunDir:
         cfg, ns = parse_config(parser, argv)
     except ConfigError as e:
         parser.error(str(e))
-    out = ns.out or Path("runs") / f"pets_{cfg.env}_{cfg.seed}"
-    try:
-        run = open_run(out, cfglib.to_dict(cfg), resume=ns.resume, argv=argv)
-        return train(cfg, run, resume=ns.resume, progress=not ns.no_progress)
-    except (CheckpointError, FileExistsError) as e:
-        parser.error(str(e))
-    except TrainingDivergedError as e:
-        print(f"pets.py: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    return run_experiment(
+        parser,
+        argv,
+        cfglib.to_dict(cfg),
+        ns,
+        Path("runs") / f"pets_{cfg.env}_{cfg.seed}",
+        lambda run, resume, progress: train(cfg, run, resume=resume, progress=progress),
+        fatal=(TrainingDivergedError,),
+    )
 
 
 def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:

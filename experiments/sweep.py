@@ -39,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -151,8 +152,12 @@ def command(script: Path, spec: RunSpec, extra: Sequence[str], resume: bool) -> 
 
 
 def supports_resume(script: Path) -> bool:
-    """Whether the script declares a `--resume` flag (looked up in its source, not run)."""
-    return re.search(r"""["']--resume["']""", script.read_text()) is not None
+    """Whether the script has a `--resume` flag: its argparse usage line (`script --help`) shows
+    `[--resume]`. Asked of the script itself, however it builds its parser."""
+    out = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=False
+    )
+    return "[--resume]" in out.stdout
 
 
 def status(spec: RunSpec) -> str:

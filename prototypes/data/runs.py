@@ -16,14 +16,16 @@ same episodes without saving any env RNG.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
 import pickle
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,9 @@ __all__ = [
     "episode_seed",
     "progress_bar",
     "Throttle",
+    "add_run_arguments",
+    "apply_task_defaults",
+    "run_experiment",
 ]
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "mujoco", "gymnasium", "pgmpy", "mctx")
@@ -345,3 +350,58 @@ def open_run(
         run.config_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
     )
     return run
+
+
+# --- the command line every experiment with a run directory shares -----------------------------
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    default_out: str,
+    resume_help: str = "continue the run in --out from its last checkpoint",
+) -> None:
+    """Add --out (default shown as `default_out`), --resume and --no-progress to `parser`."""
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"run directory (default: {default_out})"
+    )
+    parser.add_argument("--resume", action="store_true", help=resume_help)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def apply_task_defaults(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str],
+    task_defaults: Mapping[str, Mapping[str, Any]],
+    default_env: str,
+) -> str:
+    """Make the `--env` named in argv (or `default_env`) set its per-task defaults before the
+    real parse, so explicit flags still win; returns that env name."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--env", default=default_env)
+    env = pre.parse_known_args(list(argv))[0].env
+    parser.set_defaults(**task_defaults.get(env, {}))
+    return env
+
+
+def run_experiment(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str],
+    config: dict,
+    ns: argparse.Namespace,
+    default_out: Path,
+    train: Callable[[RunDir, bool, bool], RunDir],
+    fatal: tuple[type[BaseException], ...] = (),
+) -> RunDir:
+    """Open (or, with ns.resume, reopen) the run directory and call train(run, resume, progress).
+
+    A bad --out or checkpoint ends through `parser.error` (one line, exit status 2); an error in
+    `fatal` (a diverged model, say) ends as one line `<prog>: error: ...` with exit status 1.
+    """
+    try:
+        run = open_run(ns.out or default_out, config, resume=ns.resume, argv=list(argv))
+        return train(run, ns.resume, not ns.no_progress)
+    except (CheckpointError, FileExistsError) as e:
+        parser.error(str(e))
+    except fatal as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        sys.exit(1)
