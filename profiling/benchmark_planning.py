@@ -15,29 +15,17 @@ A plain float32 matmul is timed in the same run as the machine reference. Config
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _experiments import load_experiment  # profiling/ is on sys.path when run as a script
 
 from prototypes.agents.mpc import make_mpc_agent
 from prototypes.envs import get_spec
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
 from prototypes.planning import PlannerConfig, make_planner
-
-
-def load_pets():
-    """experiments/pets.py as a module, for its per-task default config."""
-    path = Path(__file__).resolve().parents[1] / "experiments" / "pets.py"
-    spec = importlib.util.spec_from_file_location("pets_experiment", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def model_flops(cfg: EnsembleConfig, obs_dim: int, act_dim: int) -> int:
@@ -94,7 +82,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed calls per config, best reported")
     p.add_argument("--skip-paper", action="store_true", help="only the default config")
     args = p.parse_args()
-    pets = load_pets()
+    pets = load_experiment("pets")
     defaults, _ = pets.parse_config(pets.build_parser(), ["--env", args.env])
     configs = [("default", defaults.model, defaults.planner)]
     if not args.skip_paper:

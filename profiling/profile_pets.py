@@ -21,27 +21,15 @@ from __future__ import annotations
 
 import argparse
 import builtins
-import importlib.util
 import json
-import sys
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 
 import jax
+from _experiments import load_experiment  # profiling/ is on sys.path when run as a script
 
 from prototypes.agents import mpc
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_pets():
-    """experiments/pets.py as a module (experiments/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("pets_experiment", ROOT / "experiments/pets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def register(pets) -> bool:
@@ -106,7 +94,7 @@ def main() -> None:
     if args.episodes < 3:
         p.error(f"--episodes must be >= 3 (random, compile, steady), got {args.episodes}")
 
-    pets = load_pets()
+    pets = load_experiment("pets")
     profiled = register(pets)
     if not profiled:
         print("(plain run: use `kernprof -lv profiling/profile_pets.py` for line timings)")
