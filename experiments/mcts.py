@@ -1,6 +1,7 @@
-"""MCTS on a learned ensemble model: online model-based RL on the Fetch tasks (Reach, Push).
+"""MCTS on a learned world model: online model-based RL on the Fetch tasks (Reach, Push).
 
     python experiments/mcts.py --env fetch_reach --seed 0 --out runs/mcts_fetch_reach_0
+    python experiments/mcts.py --env fetch_reach --world-model factored   # a learned DBN instead
 
 Schedule: `--random-episodes` episodes of uniform random actions, then every `--fit-every`
 episodes the probabilistic ensemble is refit on all data so far, and the agent acts by running
@@ -8,6 +9,13 @@ Gumbel MuZero (mctx) through the model at every step, over the Cartesian codeboo
 macro-actions (no-op, +-dx, +-dy, +-dz, open, close; `--mcts.magnitude` is the step as a fraction
 of the full action). The planner maximises `--reward` (dense -|achieved - goal| by default; see
 prototypes/envs/fetch.py); success is the env's info["is_success"] at an episode's last step.
+
+`--world-model factored` (FetchReach) plans with the same search on a factored DBN instead: the
+state is the goal's offset from the gripper in grid cells (`--grid.cell`, `--grid.radius`;
+prototypes/envs/fetch.py), the actions are the codebook's rows, and every refit learns the parent
+sets and tables from all data (`--factored.*`; prototypes/models/factored.py). Its random
+episodes take uniformly random codebook actions (a model over codebook indices needs them); the
+reward it plans on is the L1 distance at cell resolution. The learned parents are logged.
 
 The run directory gets config.json, metrics.jsonl (one line per episode: return, success,
 final distance, the success rate over the last 20 episodes, model fit metrics; deterministic per
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 import time
 from dataclasses import dataclass
@@ -43,9 +52,12 @@ from prototypes.data.runs import (
     run_experiment,
 )
 from prototypes.envs import FETCH_TASKS, fetch, get_spec, make
-from prototypes.models.base import TrainingDivergedError
+from prototypes.envs.registry import EnvSpec
+from prototypes.models.abstraction import make_abstract_model
+from prototypes.models.base import TrainingDivergedError, WorldModel
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
-from prototypes.planning.mcts import MCTSConfig, make_mcts
+from prototypes.models.factored import FactoredModelConfig, make_factored_model, state_to_dbn
+from prototypes.planning.mcts import MCTSConfig, make_codebook, make_mcts
 
 WINDOW = 20  # episodes in the rolling success rate
 TARGET = 0.9  # the success rate the issue asks for on FetchReach
@@ -63,7 +75,17 @@ class MCTSAgentConfig:
         "or shaped (push: dense plus a pull of the gripper behind the object)",
     )
     fit_every: int = arg(1, "refit the model after every this many planning episodes")
-    model: EnsembleConfig = arg(EnsembleConfig(), "probabilistic ensemble")
+    world_model: Literal["ensemble", "factored"] = arg(
+        "ensemble", "model the search runs on: ensemble (neural) or factored (a learned DBN)"
+    )
+    model: EnsembleConfig = arg(EnsembleConfig(), "probabilistic ensemble (--world-model ensemble)")
+    factored: FactoredModelConfig = arg(
+        FactoredModelConfig(max_parents=2, score="bdeu", backoff=1),
+        "factored DBN over grid cells (--world-model factored)",
+    )
+    grid: fetch.GridConfig = arg(
+        fetch.GridConfig(), "cells of the goal offset (--world-model factored)"
+    )
     mcts: MCTSConfig = arg(MCTSConfig(), "tree search")
 
     def __post_init__(self) -> None:
@@ -78,6 +100,11 @@ class MCTSAgentConfig:
             f"before planning), got {self.random_episodes}",
         )
         check(self.fit_every >= 1, f"fit_every must be >= 1, got {self.fit_every}")
+        check(
+            self.world_model == "ensemble" or self.env in fetch.GRID_TASKS,
+            f"--world-model factored needs a grid abstraction, which exists for "
+            f"{', '.join(fetch.GRID_TASKS)} only, got env {self.env!r}",
+        )
         check(
             self.mcts.codebook == "cartesian",
             f"mcts.codebook must be cartesian for Fetch, got {self.mcts.codebook!r}",
@@ -136,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cfglib.add_arguments(parser, MCTSAgentConfig, aliases=ALIASES)
     parser.set_defaults(**DEFAULTS)
+    # nested defaults are read from the classes: restate MCTSAgentConfig's factored override
+    parser.set_defaults(
+        **{"factored.max_parents": 2, "factored.score": "bdeu", "factored.backoff": 1}
+    )
     parser.epilog = "Per-task defaults (applied before the flags): " + "; ".join(
         f"{env}: " + ", ".join(f"{k}={v}" for k, v in d.items()) for env, d in TASK_DEFAULTS.items()
     )
@@ -178,14 +209,36 @@ def _fits_after(cfg: MCTSAgentConfig, ep: int) -> bool:
     return (done - cfg.random_episodes) % cfg.fit_every == 0
 
 
+def build_model(cfg: MCTSAgentConfig, spec: EnvSpec, codebook: np.ndarray) -> WorldModel:
+    """The world model named by cfg.world_model, over flat Fetch observations."""
+    if cfg.world_model == "ensemble":
+        return make_ensemble(cfg.model, spec)
+    grid_spec = fetch.grid_spec(cfg.env, cfg.grid, len(codebook))
+    abstract = functools.partial(fetch.grid_encode, cfg.env, cfg.grid)
+    return make_abstract_model(make_factored_model(cfg.factored, grid_spec), abstract, codebook)
+
+
+def learned_parents(cfg: MCTSAgentConfig, model_state, num_actions: int) -> str:
+    """The factored model's parent sets, 'child<-parent,parent; ...' (for the metrics)."""
+    grid_spec = fetch.grid_spec(cfg.env, cfg.grid, num_actions)
+    dbn = state_to_dbn(grid_spec, model_state)
+    names = grid_spec.input_names
+    return "; ".join(
+        f"{child}<-{','.join(names[p] for p in ps)}"
+        for child, ps in zip(grid_spec.names, dbn.parents, strict=True)
+    )
+
+
 def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
     task = get_spec(cfg.env)
     layout = fetch.LAYOUTS[cfg.env]
     # the model scores imagined steps with the planner's reward; the env still reports its own
     spec = dataclasses.replace(task, reward_fn=fetch.reward_fns(cfg.env)[cfg.reward])
     env = make(cfg.env)
-    model = make_ensemble(cfg.model, spec)
-    planner = make_mcts(cfg.mcts, spec)
+    codebook = make_codebook(cfg.mcts, spec)
+    model = build_model(cfg, spec, codebook)
+    planner = make_mcts(cfg.mcts, spec, codebook=codebook)
+    factored = cfg.world_model == "factored"
     agent = make_mpc_agent(model, planner, spec, cfg.episodes * spec.episode_steps)
     run_key = jax.random.key(cfg.seed)
     low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
@@ -202,7 +255,12 @@ def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = T
     for ep in range(start, cfg.episodes):
         key_act, key_fit = jax.random.split(jax.random.fold_in(run_key, ep + 1))
         t0 = time.perf_counter()
-        if ep < cfg.random_episodes:
+        if ep < cfg.random_episodes and factored:
+            rows = np.asarray(jax.random.randint(key_act, (T,), 0, len(codebook)))
+
+            def policy(obs, t, rows=rows):
+                return codebook[rows[t]]
+        elif ep < cfg.random_episodes:
             u = np.asarray(jax.random.uniform(key_act, (T, spec.act_dim)))
 
             def policy(obs, t, u=u):
@@ -211,7 +269,7 @@ def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = T
             holder = {"state": state}
 
             def policy(obs, t, holder=holder, key_act=key_act):
-                root = jnp.asarray(obs, jnp.float32)
+                root = model.encode(holder["state"].model, np.asarray(obs, np.float32), env)
                 action, holder["state"], _ = agent.act(
                     holder["state"], jax.random.fold_in(key_act, t), root
                 )
@@ -230,6 +288,8 @@ def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = T
         t1 = time.perf_counter()
         if _fits_after(cfg, ep):
             state, fit_metrics = agent.update(state, key_fit)
+            if factored:
+                fit_metrics["model/parents"] = learned_parents(cfg, state.model, len(codebook))
         t_fit = time.perf_counter() - t1
         state = state.replace(episode=jnp.int32(ep + 1))
 
@@ -284,7 +344,10 @@ def first_reaching(records: list[dict], target: float = TARGET) -> int | None:
 def _plot(run: RunDir, cfg: MCTSAgentConfig) -> None:
     records = run.metrics()
     steps = [r["env_steps"] for r in records]
-    title = f"MCTS ({cfg.mcts.algorithm}, ensemble, {cfg.reward}) on {cfg.env}, seed {cfg.seed}"
+    reward = "grid L1" if cfg.world_model == "factored" else cfg.reward
+    title = (
+        f"MCTS ({cfg.mcts.algorithm}, {cfg.world_model}, {reward}) on {cfg.env}, seed {cfg.seed}"
+    )
     run.plot_curve(
         "success",
         steps,

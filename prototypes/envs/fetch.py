@@ -22,17 +22,31 @@ Rewards, as pure-JAX functions of (obs, action, next_obs) for one example, read 
   point 3 cm behind the object on the far side from the goal, so a short search first brings the
   gripper to where pushing moves the object towards the goal.
 Success is the env's `info["is_success"]` (d < 0.05) at the last step of an episode.
+
+A discrete abstraction for factored (factor-graph) models, FetchReach only (`GridConfig`,
+`grid_spec`, `grid_encode`): the state is the goal's offset from the gripper, rounded per axis to
+cells of `cell` metres and clipped to +-`radius` cells, c_i = clip(round((goal_i - grip_i) /
+cell), -radius, radius) + radius, so each of the three variables has 2 radius + 1 values and the
+centre cell `radius` is "on the goal along this axis". The reward is additive over the axes,
+R(c') = -cell * sum_i |c'_i - radius| (the L1 distance in metres, at cell resolution), which a
+factor graph holds as three one-variable tables. A full codebook step moves the gripper about
+0.03 m (the mocap moves 0.05 m, the arm lags), hence the default cell of 0.03 m: one macro-action
+moves the offset about one cell, and the centre cell in all three axes (|offset_i| < 0.015)
+implies success (d < 0.026 < 0.05).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gymnasium as gym
 import jax.numpy as jnp
 import numpy as np
 
-from prototypes.types import Array, Float
+from prototypes.config import arg, check
+from prototypes.envs.factored_mdp import FactoredSpec, RewardTerm
+from prototypes.types import Array, Float, Int
 
 __all__ = [
     "DISTANCE_THRESHOLD",
@@ -44,6 +58,10 @@ __all__ = [
     "done_fn",
     "goal_distance",
     "register",
+    "GridConfig",
+    "GRID_TASKS",
+    "grid_spec",
+    "grid_encode",
 ]
 
 DISTANCE_THRESHOLD = 0.05  # metres; gymnasium-robotics' default for every Fetch task
@@ -128,6 +146,57 @@ def done_fn(next_obs: Float[Array, " O"]) -> Array:
     """Fetch never terminates (episodes are truncated at 50 steps)."""
     del next_obs
     return jnp.zeros((), bool)
+
+
+# --- a discrete abstraction for factored models ----------------------------------------------
+
+GRID_TASKS = ("fetch_reach",)
+GRID_AXES = ("goal_dx", "goal_dy", "goal_dz")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The cell grid of the goal-offset abstraction (see the module docstring)."""
+
+    cell: float = arg(0.03, "grid cell size in metres (about one full macro-action step)")
+    radius: int = arg(6, "cells each side of the goal; larger offsets are clipped to the edge")
+
+    def __post_init__(self) -> None:
+        check(self.cell > 0, f"grid.cell must be > 0 metres, got {self.cell}")
+        check(self.radius >= 1, f"grid.radius must be >= 1, got {self.radius}")
+
+
+def _check_grid_task(name: str) -> None:
+    if name not in GRID_TASKS:
+        raise ValueError(
+            f"the grid abstraction exists for {', '.join(GRID_TASKS)} only, got {name!r}"
+        )
+
+
+def grid_spec(name: str, grid: GridConfig, num_actions: int) -> FactoredSpec:
+    """The factored task over the goal-offset cells: 3 variables of 2 radius + 1 values,
+    `num_actions` actions (the codebook's rows) and the additive L1 reward in metres."""
+    _check_grid_task(name)
+    card = 2 * grid.radius + 1
+    table = -grid.cell * np.abs(np.arange(card) - grid.radius).astype(np.float64)
+    return FactoredSpec(
+        names=GRID_AXES,
+        cards=(card,) * 3,
+        num_actions=num_actions,
+        reward_terms=tuple(RewardTerm((axis,), table) for axis in GRID_AXES),
+    )
+
+
+def grid_encode(
+    name: str, grid: GridConfig, flat_obs: Float[np.ndarray, "... O"]
+) -> Int[np.ndarray, "... 3"]:
+    """Cells of flat Fetch observations (any leading dims; NumPy, host-side) -> int32."""
+    _check_grid_task(name)
+    layout = LAYOUTS[name]
+    obs = np.asarray(flat_obs, np.float64)
+    offset = obs[..., layout.goal] - obs[..., layout.grip]
+    cells = np.clip(np.round(offset / grid.cell), -grid.radius, grid.radius) + grid.radius
+    return cells.astype(np.int32)
 
 
 _registered = False

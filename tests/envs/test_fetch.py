@@ -101,3 +101,44 @@ def test_done_never_and_no_oracle():
     assert spec.obs_from_physics is None
     with pytest.raises(ValueError, match="task 'fetch_reach' has no oracle model"):
         make_oracle(spec, make("fetch_reach"))
+
+
+# --- the grid abstraction for factored models ----------------------------------------------------
+
+
+def test_grid_encode_rounds_and_clips_the_goal_offset():
+    grid = fetch.GridConfig(cell=0.03, radius=6)
+    obs = np.zeros((2, 13))
+    obs[:, 0:3] = [1.0, 0.5, 0.4]  # gripper
+    # offsets (goal - grip): 0.031 -> round(1.03) = 1 -> cell 7; -0.5 -> -16.7, clipped to -6 ->
+    # cell 0; 0.014 -> round(0.47) = 0 -> cell 6 (the centre); second row: -0.046 -> round(-1.53)
+    # = -2 -> cell 4; 0.5 -> clipped to +6 -> cell 12; 0.0 -> cell 6
+    obs[0, 10:13] = [1.031, 0.0, 0.414]
+    obs[1, 10:13] = [0.954, 1.0, 0.4]
+    cells = fetch.grid_encode("fetch_reach", grid, obs)
+    assert cells.dtype == np.int32
+    np.testing.assert_array_equal(cells, [[7, 0, 6], [4, 12, 6]])
+
+
+def test_grid_reward_is_the_l1_distance_in_metres_and_centre_means_success():
+    grid = fetch.GridConfig(cell=0.03, radius=6)
+    spec = fetch.grid_spec("fetch_reach", grid, num_actions=9)
+    assert spec.cards == (13, 13, 13) and spec.num_actions == 9
+    # cells (7, 0, 6): |1| + |-6| + |0| = 7 cells of 0.03 m
+    np.testing.assert_allclose(spec.reward_np(np.array([[7, 0, 6], [6, 6, 6]])), [-0.21, 0.0])
+    np.testing.assert_allclose(
+        np.asarray(spec.reward_jax(jnp.array([[7, 0, 6]], jnp.int32))), [-0.21], rtol=1e-6
+    )
+    # the centre cell holds offsets below cell / 2 per axis: at most sqrt(3) * 0.015 = 0.026 m
+    assert np.sqrt(3) * grid.cell / 2 < fetch.DISTANCE_THRESHOLD
+
+
+def test_grid_errors_name_the_task_and_the_value():
+    with pytest.raises(ValueError, match="for fetch_reach only, got 'fetch_push'"):
+        fetch.grid_spec("fetch_push", fetch.GridConfig(), 9)
+    from prototypes.config import ConfigError
+
+    with pytest.raises(ConfigError, match="grid.cell must be > 0 metres, got 0"):
+        fetch.GridConfig(cell=0)
+    with pytest.raises(ConfigError, match="grid.radius must be >= 1, got 0"):
+        fetch.GridConfig(radius=0)

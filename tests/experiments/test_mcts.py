@@ -123,6 +123,12 @@ def test_killed_run_resumes_to_the_same_metrics(script, reference_run, tmp_path,
         (["--mcts.magnitude", "1.5"], "mcts.magnitude must be in (0, 1]"),
         (["--reward", "exp"], "invalid choice: 'exp'"),
         (["--model.propagation", "ts2"], "invalid choice: 'ts2'"),
+        (["--world-model", "gp"], "invalid choice: 'gp'"),
+        (
+            ["--env", "fetch_push", "--world-model", "factored"],
+            "--world-model factored needs a grid abstraction, which exists for fetch_reach only",
+        ),
+        (["--grid.cell", "-1"], "grid.cell must be > 0 metres, got -1.0"),
     ],
 )
 def test_bad_input_is_one_clear_line_with_status_2(script, argv, fragment, tmp_path, capsys):
@@ -159,6 +165,29 @@ def test_resume_without_a_run_or_with_a_corrupt_checkpoint(script, tmp_path, cap
     with pytest.raises(SystemExit) as exc:
         script.main(argv + ["--resume", "--seed", "9"])
     assert "differs in: seed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_factored_model_learns_its_parents_and_plans(script, tmp_path):
+    """Ten episodes of random codebook actions, then a refit and one planning episode on the
+    learned DBN. From these 500 transitions (seed 0) the structure search recovers the true
+    parents: each axis of the goal offset moves with its own value and the action only (from
+    the first 100 it still misses the action edge of two axes)."""
+    out = tmp_path / "factored"
+    argv = ["--env", "fetch_reach", "--world-model", "factored", "--episodes", "11"]
+    argv += ["--random-episodes", "10", "--simulations", "4", "--mcts.max-depth", "2"]
+    script.main(argv + ["--seed", "0", "--out", str(out), "--no-progress"])
+    records = _metrics(out)
+    assert [r["random"] for r in records] == [True] * 10 + [False]
+    assert records[9]["model/parents"] == (
+        "goal_dx<-goal_dx,action; goal_dy<-goal_dy,action; goal_dz<-goal_dz,action"
+    )
+    assert records[9]["model/num_edges"] == 6
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["world_model"] == "factored"
+    assert meta["config"]["factored.score"] == "bdeu" and meta["config"]["grid.cell"] == 0.03
+    # the random episodes took codebook rows only (else the refit would have raised)
+    assert (out / "plots" / "success.png").exists()
 
 
 def test_help_explains_every_flag(script, capsys):
