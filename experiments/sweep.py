@@ -9,7 +9,9 @@
 
 Every (grid point, seed) is one run of `python SCRIPT ARGS... --KEY VALUE... --seed S --out DIR`,
 where ARGS are the flags after `--` and `--grid KEY=V1,V2` expands to `--KEY V1` and `--KEY V2`
-(underscores become dashes: `model.hidden_size` -> `--model.hidden-size`). Runs go to
+(underscores become dashes: `model.hidden_size` -> `--model.hidden-size`; the values true and
+false give the boolean flags `--KEY` and `--no-KEY`, as in `--grid model=true,false`, which
+runs mbpo.py as MBPO and as plain SAC). Runs go to
 `<out>/runs/<KEY=V__...__seed=S>/` and their output to `<out>/logs/<name>.log`.
 
 Backends: `local` (default) runs `--jobs` processes at a time on this machine; `ray` submits
@@ -144,9 +146,14 @@ def flag(key: str) -> str:
 
 
 def command(script: Path, spec: RunSpec, extra: Sequence[str], resume: bool) -> list[str]:
+    """The run's command line; a grid value `true`/`false` is a boolean flag: `--KEY` or
+    `--no-KEY` (e.g. `--grid model=true,false` for mbpo.py's MBPO vs plain SAC)."""
     cmd = [sys.executable, str(script), *extra]
     for key, value in spec.overrides:
-        cmd += [flag(key), value]
+        if value.lower() in ("true", "false"):
+            cmd.append(flag(key) if value.lower() == "true" else "--no-" + flag(key)[2:])
+        else:
+            cmd += [flag(key), value]
     cmd += ["--seed", str(spec.seed), "--out", str(spec.out)]
     return cmd + (["--resume"] if resume else [])
 

@@ -99,6 +99,11 @@ def test_plan_and_commands(sweep, tmp_path):
                        "--resume"]
     assert sweep.supports_resume(ROOT / "experiments" / "pets.py")
     assert sweep.supports_resume(FAKE)
+    # true / false are boolean flags: --model and --no-model (mbpo.py: MBPO vs plain SAC)
+    specs = sweep.plan_runs(sweep.parse_grid(["model=true,false"]), [0], tmp_path)
+    assert [s.name for s in specs] == ["model=true__seed=0", "model=false__seed=0"]
+    on, off = (sweep.command(Path("x.py"), s, [], resume=False)[2:-4] for s in specs)
+    assert on == ["--model"] and off == ["--no-model"]
 
 
 @pytest.mark.parametrize(
