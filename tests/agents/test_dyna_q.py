@@ -2,10 +2,7 @@
 `experiments/dyna_maze.py` script (smoke run, resume, bad input)."""
 
 import dataclasses
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +19,7 @@ from prototypes.agents.dyna_q import (
 )
 from prototypes.config import ConfigError
 from prototypes.envs.maze import NUM_ACTIONS, make_maze
+from tests.scripts import load_script
 
 DYNA_MAZE = make_maze("dyna")
 
@@ -252,12 +250,7 @@ def test_dyna_q_plus_finds_the_shortcut_and_dyna_q_does_not():
 
 # --- experiments/dyna_maze.py ---------------------------------------------------------------
 def _load_experiment():
-    path = Path(__file__).resolve().parents[2] / "experiments" / "dyna_maze.py"
-    spec = importlib.util.spec_from_file_location("dyna_maze_experiment", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/dyna_maze.py", "dyna_maze_experiment")
 
 
 @pytest.fixture(scope="module")

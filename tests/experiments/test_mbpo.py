@@ -1,11 +1,11 @@
 """experiments/mbpo.py end to end on a tiny budget: run directory, resume, plain SAC, bad input."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -32,11 +32,7 @@ TINY = [
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("mbpo_script", ROOT / "experiments" / "mbpo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mbpo_script"] = module  # dataclasses resolve string annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/mbpo.py", "mbpo_script")
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 """experiments/mcts.py end to end on a tiny FetchReach config: determinism, resume, bad input."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -34,11 +34,7 @@ TINY = [
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("mcts_script", ROOT / "experiments" / "mcts.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mcts_script"] = module  # dataclasses resolve string annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/mcts.py", "mcts_script")
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 """experiments/pets.py end to end on a tiny config: determinism, resume, bad input."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -38,11 +38,7 @@ TINY = [
 
 
 def _load_pets():
-    spec = importlib.util.spec_from_file_location("pets_script", ROOT / "experiments" / "pets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pets_script"] = module  # dataclasses resolve string annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/pets.py", "pets_script")
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,19 @@
 """experiments/reproduce.py: reads finished runs and prints them beside the references."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def reproduce():
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_script", ROOT / "experiments" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce_script"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/reproduce.py", "reproduce_script")
 
 
 def _fake_pets_runs(out: Path, seeds):

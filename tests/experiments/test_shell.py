@@ -1,21 +1,18 @@
 """experiments/shell.py --no-repl builds the namespace the REPL opens with."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_shell_namespace_and_plan(capsys):
-    spec = importlib.util.spec_from_file_location("shell_script", ROOT / "experiments" / "shell.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["shell_script"] = module
-    spec.loader.exec_module(module)
+    module = load_script("experiments/shell.py", "shell_script")
     ns = module.main(["--no-repl"])
     printed = capsys.readouterr().out
     for name in ("jax", "jnp", "np", "envs", "models", "planning", "agents", "graphs", "env",

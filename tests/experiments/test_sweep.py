@@ -6,11 +6,11 @@ bootstrap of two runs {4c, 4c + 1} puts the 95% interval at the two atoms (4c, 4
 """
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).resolve().parent / "fake_experiment.py"
@@ -18,12 +18,7 @@ ARGS = [str(FAKE), "--seeds", "0", "1", "--grid", "scale=1,2", "--jobs", "2"]
 
 
 def _load(name):
-    path = ROOT / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"{name}_script"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"experiments/{name}.py", f"{name}_script")
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,17 @@
 """Each research script runs end to end on a tiny budget (STYLE.md section 1: no other tests)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name):
-    path = ROOT / "research" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"research_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"research_{name}"] = module  # dataclasses resolve string annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"research/{name}.py", f"research_{name}")
 
 
 def _records(path):
