@@ -88,7 +88,7 @@ def make_abstract_model(
             i = int(np.argmax(gap))
             raise ValueError(
                 f"action {actions[i].tolist()} (transition {i}) is {gap[i]:.3g} from the nearest "
-                f"codebook row; a model over codebook indices needs data taken with codebook "
+                "codebook row; a model over codebook indices needs data taken with codebook "
                 "actions"
             )
         discrete = Transition(
