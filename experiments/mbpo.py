@@ -93,11 +93,13 @@ class MBPOConfig:
 # Per-task defaults (applied before the flags), measured on this 2-core CPU (issue 4's note):
 # on Reacher, 20 SAC steps per env step, a smaller initial temperature and gamma 0.95 took the
 # deterministic policy from -7.5 (G = 5 or 20, alpha0 = 1, gamma 0.99) to about -5.5 at 5,000
-# steps. Pusher keeps G = 5: at G = 20 an env step costs ~0.1 core-seconds (the SAC updates), so
-# 20,000 steps, model fits and evaluations would take over an hour of a core per run.
+# steps, and 5-step model rollouts (k = 1 before) to about -4.5 (3 seeds). Pusher keeps G = 5
+# and k = 1: at G = 20 an env step costs ~0.1 core-seconds (the SAC updates), so 20,000 steps,
+# model fits and evaluations would take over an hour of a core per run.
 TASK_DEFAULTS = {
     "reacher": {
         "steps": 5_000,
+        "dyna.rollout_length": 5,
         "dyna.updates_per_step": 20,
         "sac.init_alpha": 0.1,
         "sac.gamma": 0.95,
