@@ -41,9 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.cli import add_run_arguments, progress_bar
 from prototypes import config as cfglib
 from prototypes.config import ConfigError, arg, check
-from prototypes.data.runs import CheckpointError, RunDir, add_run_arguments, open_run
+from prototypes.data.runs import CheckpointError, RunDir, open_run
 from prototypes.envs.discrete_arm import DiscreteArmConfig, DiscreteArmEnv, exact_dbn
 from prototypes.envs.factored_mdp import make_random_mdp, sample_transitions
 from prototypes.envs.registry import EnvSpec
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> RunDir:
     except (CheckpointError, FileExistsError) as e:
         parser.error(str(e))
     units = cfg.units
-    bar = _progress(len(units), start, not ns.no_progress)
+    bar = progress_bar(len(units), start, not ns.no_progress, desc="", unit="unit")
     cache: dict = {}
     for k in range(start, len(units)):
         kind, n = units[k]
@@ -331,20 +332,6 @@ def main(argv: list[str] | None = None) -> RunDir:
     for path in plot(run, records):
         print(f"wrote {path}")
     return run
-
-
-class _NoBar:
-    def update(self, n): pass
-    def set_description(self, s): pass
-    def close(self): pass
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="unit", dynamic_ncols=True)
 
 
 if __name__ == "__main__":

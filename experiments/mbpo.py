@@ -24,28 +24,25 @@ import argparse
 import functools
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.cli import add_run_arguments, apply_task_defaults, progress_bar, run_experiment
 from prototypes import config as cfglib
 from prototypes.agents.dyna import DynaAgent, DynaConfig, make_dyna_agent
+from prototypes.agents.episode import drive_episode
 from prototypes.agents.sac import SACConfig, make_sac
 from prototypes.config import ConfigError, arg, check
-from prototypes.data.runs import (
-    RunDir,
-    add_run_arguments,
-    apply_task_defaults,
-    episode_seed,
-    progress_bar,
-    run_experiment,
-)
+from prototypes.data.runs import RunDir, episode_seed
 from prototypes.envs import get_spec, make
 from prototypes.models.base import TrainingDivergedError
-from prototypes.models.ensemble import EnsembleConfig, make_ensemble
+from prototypes.models.ensemble import EnsembleConfig
+from prototypes.models.registry import make_model
 from prototypes.types import Array, PRNGKey, Transition
 
 # Measured and published reference figures, drawn as dashed lines on the learning curve.
@@ -168,7 +165,7 @@ def build_agent(cfg: MBPOConfig) -> DynaAgent:
     (tests, --resume after a crash in a notebook) reuse its compiled functions."""
     spec = get_spec(cfg.env)
     sac = make_sac(cfg.sac, spec)
-    model = make_ensemble(cfg.model, spec) if cfg.use_model else None
+    model = make_model("ensemble", cfg.model, spec) if cfg.use_model else None
     episodes = -(-cfg.steps // spec.episode_steps)
     return make_dyna_agent(
         cfg.dyna,
@@ -184,6 +181,25 @@ def build_agent(cfg: MBPOConfig) -> DynaAgent:
 def _step_keys(run_key: PRNGKey, env_step: Array) -> Array:
     """Four keys (act, fit, imagine, train) for one env step: fold_in keeps a resumed run's keys."""
     return jax.random.split(jax.random.fold_in(run_key, env_step), 4)
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """What the MBPO schedule carries from one env step to the next (host side).
+
+    agent: the Dyna agent's state; env_steps: env steps so far; fitted: the model has been fit;
+    keys: this step's (act, fit, imagine, train) keys, drawn in `act`; the latest metrics of
+    the episode and its model-fitting seconds.
+    """
+
+    agent: Any
+    env_steps: int
+    fitted: bool
+    keys: Any = None
+    train_metrics: dict = field(default_factory=dict)
+    fit_metrics: dict = field(default_factory=dict)
+    dyna_metrics: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0
 
 
 def train(cfg: MBPOConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
@@ -205,50 +221,63 @@ def train(cfg: MBPOConfig, run: RunDir, *, resume: bool, progress: bool = True) 
     if resume:
         state = run.load_state(like=state)
         run.truncate_metrics(int(state["episode"]))
-    agent_state, g = state["agent"], int(state["env_steps"])
-    fitted = bool(state["model_fitted"])
+    loop = _Loop(
+        agent=state["agent"],
+        env_steps=int(state["env_steps"]),
+        fitted=bool(state["model_fitted"]),
+    )
 
-    bar = progress_bar(total=episodes * T, initial=g, enabled=progress, desc=_title(cfg))
+    def act(loop: _Loop, t: int, obs) -> tuple[np.ndarray, _Loop]:
+        keys = _step_keys(run_key, loop.env_steps + 1)  # act, fit, imagine, train
+        loop = replace(loop, keys=keys)
+        if loop.env_steps < cfg.start_steps:
+            u = np.asarray(jax.random.uniform(keys[0], (spec.act_dim,)))
+            return (low + (high - low) * u).astype(np.float32), loop
+        return np.asarray(agent.act(loop.agent, keys[0], obs)), loop
+
+    def observe(loop: _Loop, t: int, tr: Transition) -> _Loop:
+        """Store the transition, then the MBPO schedule: refit, branch rollouts, SAC steps."""
+        _, key_fit, key_imagine, key_train = loop.keys
+        agent_state = agent.observe(loop.agent, jax.tree.map(lambda x: x[None], tr))
+        g = loop.env_steps + 1
+        loop = replace(loop, agent=agent_state, env_steps=g)
+        if g < cfg.start_steps:
+            return loop
+        if cfg.use_model:
+            since = g - cfg.start_steps
+            if since % cfg.dyna.model_train_every == 0:
+                t1 = time.perf_counter()
+                agent_state, fit_metrics = agent.fit_model(loop.agent, key_fit)
+                loop = replace(
+                    loop,
+                    agent=agent_state,
+                    fit_metrics=fit_metrics,
+                    fitted=True,
+                    fit_seconds=loop.fit_seconds + time.perf_counter() - t1,
+                )
+            if loop.fitted and since % cfg.dyna.rollout_every == 0:
+                agent_state, dyna_metrics = agent.imagine(loop.agent, key_imagine)
+                loop = replace(loop, agent=agent_state, dyna_metrics=dyna_metrics)
+        agent_state, train_metrics = agent.train(loop.agent, key_train)
+        return replace(loop, agent=agent_state, train_metrics=train_metrics)
+
+    bar = progress_bar(
+        total=episodes * T, initial=loop.env_steps, enabled=progress, desc=_title(cfg)
+    )
     for ep in range(int(state["episode"]), episodes):
         t0 = time.perf_counter()
-        obs, _ = env.reset(seed=episode_seed(cfg.seed, ep))
-        ep_return, train_metrics, fit_metrics, dyna_metrics = 0.0, {}, {}, {}
-        t_fit = 0.0
-        for _ in range(T):
-            key_act, key_fit, key_imagine, key_train = _step_keys(run_key, g + 1)
-            if g < cfg.start_steps:
-                u = np.asarray(jax.random.uniform(key_act, (spec.act_dim,)))
-                action = (low + (high - low) * u).astype(np.float32)
-            else:
-                action = np.asarray(agent.act(agent_state, key_act, obs))
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            ep_return += float(reward)
-            agent_state = agent.observe(
-                agent_state,
-                Transition(
-                    obs=np.asarray(obs, np.float32)[None],
-                    action=action[None],
-                    reward=np.asarray([reward], np.float32),
-                    next_obs=np.asarray(next_obs, np.float32)[None],
-                    done=np.asarray([terminated]),
-                ),
-            )
-            g += 1
-            obs = next_obs
-            if g >= cfg.start_steps:
-                if cfg.use_model:
-                    since = g - cfg.start_steps
-                    if since % cfg.dyna.model_train_every == 0:
-                        t1 = time.perf_counter()
-                        agent_state, fit_metrics = agent.fit_model(agent_state, key_fit)
-                        t_fit += time.perf_counter() - t1
-                        fitted = True
-                    if fitted and since % cfg.dyna.rollout_every == 0:
-                        agent_state, dyna_metrics = agent.imagine(agent_state, key_imagine)
-                agent_state, train_metrics = agent.train(agent_state, key_train)
-            bar.update(1)
-            if terminated or truncated:
-                break
+        loop = replace(loop, train_metrics={}, fit_metrics={}, dyna_metrics={}, fit_seconds=0.0)
+        result, loop = drive_episode(
+            env,
+            act,
+            loop,
+            reset_seed=episode_seed(cfg.seed, ep),
+            observe=observe,
+            on_step=lambda t, r: bar.update(1),
+        )
+        agent_state, g, fitted = loop.agent, loop.env_steps, loop.fitted
+        ep_return, train_metrics = result.episode_return, loop.train_metrics
+        dyna_metrics, fit_metrics, t_fit = loop.dyna_metrics, loop.fit_metrics, loop.fit_seconds
         record = {
             "episode": ep + 1,
             "env_steps": g,
@@ -291,14 +320,11 @@ def _title(cfg: MBPOConfig) -> str:
 
 def _evaluate(agent: DynaAgent, state, env, seed: int) -> float:
     """One episode with the deterministic policy (tanh of the mean)."""
-    obs, _ = env.reset(seed=seed)
-    total = 0.0
-    while True:
-        action = np.asarray(agent.act(state, None, obs, deterministic=True))
-        obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        if terminated or truncated:
-            return total
+
+    def act(state, t, obs):
+        return np.asarray(agent.act(state, None, obs, deterministic=True)), state
+
+    return drive_episode(env, act, state, seed)[0].episode_return
 
 
 def _running_mean(xs: list[float], n: int) -> list[float]:

@@ -39,24 +39,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.cli import add_run_arguments, apply_task_defaults, progress_bar, run_experiment
 from prototypes import config as cfglib
-from prototypes.agents.mpc import make_mpc_agent, run_episode
+from prototypes.agents.episode import drive_episode
+from prototypes.agents.mpc import make_mpc_agent
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
-from prototypes.data.runs import (
-    RunDir,
-    add_run_arguments,
-    apply_task_defaults,
-    episode_seed,
-    progress_bar,
-    run_experiment,
-)
+from prototypes.data.runs import RunDir, episode_seed
 from prototypes.envs import FETCH_TASKS, fetch, get_spec, make
 from prototypes.envs.registry import EnvSpec
 from prototypes.models.abstraction import make_abstract_model
 from prototypes.models.base import TrainingDivergedError, WorldModel
-from prototypes.models.ensemble import EnsembleConfig, make_ensemble
+from prototypes.models.ensemble import EnsembleConfig
 from prototypes.models.factored import FactoredModelConfig, make_factored_model, state_to_dbn
+from prototypes.models.registry import make_model
 from prototypes.planning.mcts import MCTSConfig, make_codebook, make_mcts
 
 WINDOW = 20  # episodes in the rolling success rate
@@ -212,7 +208,7 @@ def _fits_after(cfg: MCTSAgentConfig, ep: int) -> bool:
 def build_model(cfg: MCTSAgentConfig, spec: EnvSpec, codebook: np.ndarray) -> WorldModel:
     """The world model named by cfg.world_model, over flat Fetch observations."""
     if cfg.world_model == "ensemble":
-        return make_ensemble(cfg.model, spec)
+        return make_model("ensemble", cfg.model, spec)
     grid_spec = fetch.grid_spec(cfg.env, cfg.grid, len(codebook))
     abstract = functools.partial(fetch.grid_encode, cfg.env, cfg.grid)
     return make_abstract_model(make_factored_model(cfg.factored, grid_spec), abstract, codebook)
@@ -258,28 +254,27 @@ def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = T
         if ep < cfg.random_episodes and factored:
             rows = np.asarray(jax.random.randint(key_act, (T,), 0, len(codebook)))
 
-            def policy(obs, t, rows=rows):
-                return codebook[rows[t]]
+            def act(state, t, obs, rows=rows):
+                return codebook[rows[t]], state
         elif ep < cfg.random_episodes:
             u = np.asarray(jax.random.uniform(key_act, (T, spec.act_dim)))
 
-            def policy(obs, t, u=u):
-                return low + (high - low) * u[t]
+            def act(state, t, obs, u=u):
+                return low + (high - low) * u[t], state
         else:
-            holder = {"state": state}
 
-            def policy(obs, t, holder=holder, key_act=key_act):
-                root = model.encode(holder["state"].model, np.asarray(obs, np.float32), env)
-                action, holder["state"], _ = agent.act(
-                    holder["state"], jax.random.fold_in(key_act, t), root
-                )
-                return np.asarray(action)
+            def act(state, t, obs, key_act=key_act):
+                root = model.encode(state.model, np.asarray(obs, np.float32))
+                action, state, _ = agent.act(state, jax.random.fold_in(key_act, t), root)
+                return action, state
 
-        result = run_episode(
-            env, policy, reset_seed=episode_seed(cfg.seed, ep), on_step=lambda t, r: bar.update(1)
+        result, state = drive_episode(
+            env,
+            act,
+            state,
+            reset_seed=episode_seed(cfg.seed, ep),
+            on_step=lambda t, r: bar.update(1),
         )
-        if ep >= cfg.random_episodes:
-            state = holder["state"]
         t_act = time.perf_counter() - t0
         state = state.replace(
             buffer=replay.add(state.buffer, jax.tree.map(jnp.asarray, result.transitions))

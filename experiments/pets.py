@@ -23,23 +23,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prototypes import config as cfglib
-from prototypes.agents.mpc import make_mpc_agent, run_episode
-from prototypes.config import ConfigError, arg, check
-from prototypes.data import replay
-from prototypes.data.runs import (
-    RunDir,
+from experiments.cli import (
     Throttle,
     add_run_arguments,
     apply_task_defaults,
-    episode_seed,
     progress_bar,
     run_experiment,
 )
+from prototypes import config as cfglib
+from prototypes.agents.episode import drive_episode
+from prototypes.agents.mpc import make_mpc_agent
+from prototypes.config import ConfigError, arg, check
+from prototypes.data import replay
+from prototypes.data.runs import RunDir, episode_seed
 from prototypes.envs import get_spec, make
 from prototypes.models.base import TrainingDivergedError
-from prototypes.models.ensemble import EnsembleConfig, make_ensemble
-from prototypes.models.oracle import make_oracle
+from prototypes.models.ensemble import EnsembleConfig
+from prototypes.models.registry import make_model
 from prototypes.planning import PlannerConfig, make_planner
 
 # Published and measured reference figures, drawn as dashed lines on the learning curve.
@@ -156,10 +156,10 @@ def main(argv: list[str] | None = None) -> RunDir:
 def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
     spec = get_spec(cfg.env)
     env = make(cfg.env)
-    if cfg.model_kind == "oracle":
-        model = make_oracle(spec, env)
-    else:
-        model = make_ensemble(cfg.model, spec)
+    # the ensemble's flags are --model.*; the oracle runs at its defaults
+    model = make_model(
+        cfg.model_kind, cfg.model if cfg.model_kind == "ensemble" else None, spec, env
+    )
     planner = make_planner(cfg.planner, spec)
     capacity = cfg.episodes * spec.episode_steps
     agent = make_mpc_agent(model, planner, spec, capacity)
@@ -187,23 +187,22 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
         if ep < cfg.random_episodes:
             u = np.asarray(jax.random.uniform(key_act, (spec.episode_steps, spec.act_dim)))
 
-            def policy(obs, t, u=u):
-                return low + (high - low) * u[t]
+            def act(state, t, obs, u=u):
+                return low + (high - low) * u[t], state
         else:
-            holder = {"state": state}
 
-            def policy(obs, t, holder=holder, key_act=key_act):
-                root = model.encode(holder["state"].model, obs, env)
-                action, holder["state"], _ = agent.act(
-                    holder["state"], jax.random.fold_in(key_act, t), root
-                )
-                return np.asarray(action)
+            def act(state, t, obs, key_act=key_act):
+                root = model.encode(state.model, obs)
+                action, state, _ = agent.act(state, jax.random.fold_in(key_act, t), root)
+                return action, state
 
-        result = run_episode(
-            env, policy, reset_seed=episode_seed(cfg.seed, ep), on_step=lambda t, r: bar.update(1)
+        result, state = drive_episode(
+            env,
+            act,
+            state,
+            reset_seed=episode_seed(cfg.seed, ep),
+            on_step=lambda t, r: bar.update(1),
         )
-        if ep >= cfg.random_episodes:
-            state = holder["state"]
         t_act = time.perf_counter() - t0
         state = state.replace(
             buffer=replay.add(state.buffer, jax.tree.map(jnp.asarray, result.transitions))

@@ -41,7 +41,7 @@ def build_namespace(seed: int = 0) -> dict[str, Any]:
     import numpy as np
 
     from prototypes import agents, config, envs, graphs, models, planning
-    from prototypes.agents.mpc import run_episode
+    from prototypes.agents.episode import run_episode
     from prototypes.data import replay, runs, stats
     from prototypes.models.ensemble import EnsembleConfig, make_ensemble
     from prototypes.planning import PlannerConfig, make_planner

@@ -27,7 +27,7 @@ from dataclasses import replace
 import jax
 import numpy as np
 
-from prototypes.agents.mpc import run_episode
+from prototypes.agents.episode import run_episode
 from prototypes.envs import get_spec, make
 from prototypes.models import ensemble as ensemble_lib
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble

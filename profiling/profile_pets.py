@@ -8,8 +8,8 @@ This runs the real experiment, `experiments/pets.py` with that env's default con
 and a short budget (`--episodes`, the first of them random), into a temporary run directory.
 Under kernprof it times every line of:
 - `train` (experiments/pets.py): the episode loop: acting, buffer add, refit, log, checkpoint, plot;
-- `run_episode` (prototypes/agents/mpc.py): per step, the policy (one jitted planning call, which
-  the `policy(obs, t)` line contains), the env step and the bookkeeping;
+- `drive_episode` (prototypes/agents/episode.py): per step, the policy (one jitted planning call,
+  which the `act(state, t, obs)` line contains), the env step and the bookkeeping;
 - the ensemble's `fit` (prototypes/models/ensemble.py): normalisers, padding, the epoch loop.
 
 Compilation is reported apart: the table printed at the end (from the run's perf.jsonl) splits
@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 from _experiments import load_experiment  # profiling/ is on sys.path when run as a script
 
-from prototypes.agents import mpc
+from prototypes.agents import episode
 
 
 def register(pets) -> bool:
@@ -43,7 +43,7 @@ def register(pets) -> bool:
         return False
     pets.main = profiler(pets.main)
     profiler.add_function(pets.train)
-    profiler.add_function(mpc.run_episode)
+    profiler.add_function(episode.drive_episode)
     make_ensemble = pets.make_ensemble
 
     def make_profiled_ensemble(cfg, spec):

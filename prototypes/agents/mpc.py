@@ -2,22 +2,20 @@
 
 The agent's data is an `MPCState` pytree (model state, planner warm start, replay buffer, episode
 counter); its behaviour is `act` (one jitted call per action: bind the model into a StepFn and
-plan) and `update` (refit the model on everything in the buffer). `run_episode` drives a gymnasium
-env with any policy and returns the episode's transitions. The PETS schedule (random episodes,
-then refit / plan / act) is the loop in `experiments/pets.py`.
+plan) and `update` (refit the model on everything in the buffer). Episodes are driven by
+`prototypes/agents/episode.py`; the PETS schedule (random episodes, then refit / plan / act) is
+the loop in `experiments/pets.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from prototypes.data import replay
@@ -26,7 +24,7 @@ from prototypes.models.base import ModelState, WorldModel
 from prototypes.planning.base import Planner, PlanState
 from prototypes.types import Array, Metrics, PRNGKey, Transition
 
-__all__ = ["MPCState", "MPCAgent", "make_mpc_agent", "run_episode", "EpisodeResult"]
+__all__ = ["MPCState", "MPCAgent", "make_mpc_agent"]
 
 
 @struct.dataclass
@@ -82,52 +80,3 @@ def make_mpc_agent(model: WorldModel, planner: Planner, spec: EnvSpec, capacity:
         return state.replace(model=model_state), metrics
 
     return MPCAgent(init=init, act=act, update=update, model=model, planner=planner, spec=spec)
-
-
-@dataclass(frozen=True)
-class EpisodeResult:
-    transitions: Transition  # leaves [T, ...], NumPy
-    episode_return: float
-    steps: int
-    final_info: dict = field(default_factory=dict)  # the env's info dict of the last step
-
-
-def run_episode(
-    env: gym.Env,
-    policy: Callable[[np.ndarray, int], np.ndarray],
-    reset_seed: int,
-    on_step: Callable[[int, float], None] | None = None,
-) -> EpisodeResult:
-    """Run one episode of `policy(obs, t) -> action` from `env.reset(seed=reset_seed)`.
-
-    `on_step(t, reward)` is called after every step (for progress bars). Stops at termination or
-    truncation (the env's time limit). The last step's info dict (Fetch: `is_success`) is kept
-    in `final_info`.
-    """
-    obs, _ = env.reset(seed=reset_seed)
-    rows: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "next_obs", "done")}
-    total, t = 0.0, 0
-    while True:
-        action = np.asarray(policy(obs, t), np.float32)
-        if not np.all(np.isfinite(action)):
-            raise FloatingPointError(
-                f"the policy produced a non-finite action {action} at step {t}"
-            )
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        for k, v in zip(rows, (obs, action, reward, next_obs, terminated), strict=True):
-            rows[k].append(v)
-        total += float(reward)
-        t += 1
-        if on_step is not None:
-            on_step(t, float(reward))
-        obs = next_obs
-        if terminated or truncated:
-            break
-    tr = Transition(
-        obs=np.asarray(rows["obs"], np.float32),
-        action=np.asarray(rows["action"], np.float32),
-        reward=np.asarray(rows["reward"], np.float32),
-        next_obs=np.asarray(rows["next_obs"], np.float32),
-        done=np.asarray(rows["done"], bool),
-    )
-    return EpisodeResult(transitions=tr, episode_return=total, steps=t, final_info=dict(info))

@@ -5,7 +5,7 @@ continuous observations and actions. `make_abstract_model` puts a discrete `inne
 `make_factored_model`) behind the same `WorldModel` interface the continuous models have, so the
 same planners and agents drive it:
 
-- `encode(state, obs, env)`: a real observation -> its abstract state (`abstract_fn`, host-side),
+- `encode(state, obs)`: a real observation -> its abstract state (`abstract_fn`, host-side),
   the planning root.
 - `predict(state, key, abstract [B, n], action [B, A])`: each action must be a row of the
   codebook [K, A]; it becomes the row index k (nearest row), which `inner.predict` receives as
@@ -100,8 +100,8 @@ def make_abstract_model(
         )
         return inner.fit(state, key, discrete)
 
-    def encode(state: ModelState, obs, env) -> Array:
-        del state, env
+    def encode(state: ModelState, obs) -> Array:
+        del state
         return jnp.asarray(abstract_fn(np.asarray(obs)))
 
     return WorldModel(

@@ -23,9 +23,9 @@ class TrainingDivergedError(RuntimeError):
     """Training produced a non-finite loss; the message names where and what to change."""
 
 
-def identity_encode(model_state: ModelState, obs: Obs, env: Any) -> Obs:
+def identity_encode(model_state: ModelState, obs: Obs) -> Obs:
     """Default `encode`: the planning state is the observation itself."""
-    del model_state, env
+    del model_state
     return obs
 
 
@@ -40,13 +40,14 @@ class WorldModel:
             Pure and jittable; the key is consumed.
         fit: (state, key, data) -> (state, metrics). Trains on a whole dataset (a `Transition`
             with leading dim N). Host-side: it may loop and stop early; its inner steps are jitted.
-        encode: (state, obs, env) -> planning root. Host-side: maps a real observation (and, for
-            simulator-backed models, the live env) to the state that `predict` advances.
+        encode: (state, obs) -> planning root. Host-side: maps a real observation to the state
+            that `predict` advances. A simulator-backed model (the oracle) holds the live env it
+            reads the physics from, so callers never pass an env.
         name: for logs.
     """
 
     init: Callable[[PRNGKey, Transition], ModelState]
     predict: Callable[[ModelState, PRNGKey, Obs, Action], Step]
     fit: Callable[[ModelState, PRNGKey, Transition], tuple[ModelState, Metrics]]
-    encode: Callable[[ModelState, Obs, Any], Obs] = field(default=identity_encode)
+    encode: Callable[[ModelState, Obs], Obs] = field(default=identity_encode)
     name: str = "model"

@@ -66,7 +66,8 @@ def make_oracle(spec: EnvSpec, env: gym.Env, threads: int = 2) -> WorldModel:
 
     Args:
         spec: the task.
-        env: an env of that task; only its model file and frame skip are read.
+        env: the live env of that task: its model file and frame skip build the oracle, and
+            `encode` reads the physics state of this env (so plan for this env's episodes).
         threads: MuJoCo rollout threads.
 
     Raises:
@@ -125,9 +126,9 @@ def make_oracle(spec: EnvSpec, env: gym.Env, threads: int = 2) -> WorldModel:
         del key, data
         return state, {}
 
-    def encode(state: Any, obs, live_env: gym.Env) -> OracleObs:
+    def encode(state: Any, obs) -> OracleObs:
         del state
-        u = live_env.unwrapped
+        u = env.unwrapped
         physics = np.empty(nstate)
         mujoco.mj_getState(u.model, u.data, physics, _STATE_SPEC)
         return OracleObs(

@@ -49,6 +49,9 @@ __all__ = [
     "ValueFn",
     "PriorFn",
     "make_mcts_search",
+    "make_recurrent_fn",
+    "make_leaf_value",
+    "make_prior",
     "make_mcts",
     "make_codebook",
     "cartesian_codebook",
@@ -265,6 +268,77 @@ class MCTSOutput:
 SearchFn = Callable[..., MCTSOutput]
 
 
+LeafValue = Callable[[PRNGKey, Obs], Float[Array, " B"]]
+Prior = Callable[[Obs], Float[Array, "B K"]]
+
+
+def make_leaf_value(
+    kind: str,
+    B: int,
+    step_fn: StepFn,
+    book: Float[Array, "K A"],
+    gamma: float,
+    rollout_steps: int,
+    rollout_count: int,
+    *,
+    value_fn: ValueFn | None = None,
+) -> LeafValue:
+    """The value of B leaf states: (key, states [B, ...]) -> [B].
+
+    kind "zero": 0 everywhere; "fn": `value_fn(states)`; "rollout": `rollout_value` (random
+    codebook actions through `step_fn`). The key is consumed.
+    """
+
+    def leaf_value(key_v: PRNGKey, states: Obs) -> Float[Array, " B"]:
+        if kind == "zero":
+            return jnp.zeros(B, jnp.float32)
+        if kind == "fn":
+            return jnp.asarray(value_fn(states), jnp.float32).reshape(B)
+        return rollout_value(step_fn, key_v, states, book, rollout_steps, rollout_count, gamma)
+
+    return leaf_value
+
+
+def make_prior(prior_fn: PriorFn | None, B: int, K: int) -> Prior:
+    """Prior logits over the K codebook rows for B states: zeros (uniform) without a prior_fn."""
+
+    def prior(states: Obs) -> Float[Array, "B K"]:
+        if prior_fn is None:
+            return jnp.zeros((B, K), jnp.float32)
+        logits = jnp.asarray(prior_fn(states), jnp.float32)
+        chex.assert_shape(logits, (B, K))
+        return logits
+
+    return prior
+
+
+def make_recurrent_fn(
+    step_fn: StepFn, book: Float[Array, "K A"], gamma: float, prior: Prior, leaf_value: LeafValue
+) -> Callable:
+    """mctx's recurrent_fn(params, key, index [B], state) -> (RecurrentFnOutput, next state).
+
+    One step of the world model with the codebook rows `book[index]`: the model's reward, a
+    discount of `gamma` (0 where the step ends the episode), the prior and leaf value of the
+    next state; the next planning state is the embedding. The key is consumed.
+    """
+
+    def recurrent_fn(params, key_r, index, state):
+        del params
+        key_step, key_value = jax.random.split(key_r)
+        out = step_fn(key_step, state, book[index])
+        reward = jnp.asarray(out.reward, jnp.float32)
+        discount = jnp.where(out.done, 0.0, gamma).astype(jnp.float32)
+        rec = mctx.RecurrentFnOutput(
+            reward=reward,
+            discount=discount,
+            prior_logits=prior(out.obs),
+            value=leaf_value(key_value, out.obs),
+        )
+        return rec, out.obs
+
+    return recurrent_fn
+
+
 def make_mcts_search(
     cfg: MCTSConfig,
     codebook: Float[np.ndarray, "K A"],
@@ -310,33 +384,11 @@ def make_mcts_search(
         if invalid_actions is not None:
             chex.assert_shape(invalid_actions, (B, K))
 
-        def leaf_value(key_v: PRNGKey, states: Obs) -> Float[Array, " B"]:
-            if value_kind == "zero":
-                return jnp.zeros(B, jnp.float32)
-            if value_kind == "fn":
-                return jnp.asarray(value_fn(states), jnp.float32).reshape(B)
-            return rollout_value(step_fn, key_v, states, book, r_steps, r_count, gamma)
-
-        def prior(states: Obs) -> Float[Array, "B K"]:
-            if prior_fn is None:
-                return jnp.zeros((B, K), jnp.float32)
-            logits = jnp.asarray(prior_fn(states), jnp.float32)
-            chex.assert_shape(logits, (B, K))
-            return logits
-
-        def recurrent_fn(params, key_r, index, state):
-            del params
-            key_step, key_value = jax.random.split(key_r)
-            out = step_fn(key_step, state, book[index])
-            reward = jnp.asarray(out.reward, jnp.float32)
-            discount = jnp.where(out.done, 0.0, gamma).astype(jnp.float32)
-            rec = mctx.RecurrentFnOutput(
-                reward=reward,
-                discount=discount,
-                prior_logits=prior(out.obs),
-                value=leaf_value(key_value, out.obs),
-            )
-            return rec, out.obs
+        leaf_value = make_leaf_value(
+            value_kind, B, step_fn, book, gamma, r_steps, r_count, value_fn=value_fn
+        )
+        prior = make_prior(prior_fn, B, K)
+        recurrent_fn = make_recurrent_fn(step_fn, book, gamma, prior, leaf_value)
 
         key_root, key_search = jax.random.split(key)
         root = mctx.RootFnOutput(

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from prototypes.data.runs import CheckpointError, Throttle, episode_seed, open_run, progress_bar
+from prototypes.data.runs import CheckpointError, episode_seed, open_run
 
 
 def test_new_run_writes_config_with_revision_and_versions(tmp_path):
@@ -65,7 +65,7 @@ def test_load_state_checks_the_structure(tmp_path):
         run.load_state(like=state)
 
 
-def test_perf_log_episode_seeds_and_silent_bar(tmp_path):
+def test_perf_log_and_episode_seeds(tmp_path):
     run = open_run(tmp_path / "r", {}, resume=False)
     run.log_perf({"episode": 1, "seconds": np.float32(0.5)})
     assert json.loads(run.perf_path.read_text()) == {"episode": 1, "seconds": 0.5}
@@ -73,20 +73,3 @@ def test_perf_log_episode_seeds_and_silent_bar(tmp_path):
     # seed * 1_000_003 + episode, modulo 2^31 - 1
     assert episode_seed(0, 5) == 5 and episode_seed(2, 1) == 2_000_007
     assert len({episode_seed(s, e) for s in range(3) for e in range(100)}) == 300
-    bar = progress_bar(10, 0, enabled=False, desc="x")
-    bar.update(1), bar.set_postfix(a=1), bar.close()
-
-
-def test_throttle_is_due_once_per_interval_and_when_forced():
-    now = [0.0]
-    due = Throttle(10.0, clock=lambda: now[0]).due
-    assert due()  # the first call is always due
-    now[0] = 9.0
-    assert not due()
-    assert due(force=True)  # forcing resets the interval: the next is due at 19
-    now[0] = 18.0
-    assert not due()
-    now[0] = 19.0
-    assert due()
-    with pytest.raises(ValueError, match="-1"):
-        Throttle(-1.0)

@@ -68,7 +68,7 @@ def test_fit_learns_the_cell_dynamics_and_predict_follows_the_codebook():
     np.testing.assert_array_equal(np.asarray(step.obs)[:, 0], expected)
     np.testing.assert_allclose(np.asarray(step.reward), -np.abs(expected - 2.0))
     # encode maps a real observation to its cell
-    np.testing.assert_array_equal(np.asarray(model.encode(state, np.array([3.7]), None)), [3])
+    np.testing.assert_array_equal(np.asarray(model.encode(state, np.array([3.7]))), [3])
 
 
 def test_fit_rejects_actions_that_are_not_codebook_rows():

@@ -40,7 +40,7 @@ def test_planning_return_equals_env_rewards(name, steps, atol):
     env = make(name)
     obs, _ = env.reset(seed=5)
     oracle = make_oracle(spec, env)
-    root = oracle.encode(oracle.init(None, None), obs, env)
+    root = oracle.encode(oracle.init(None, None), obs)
     step_fn = lambda k, o, a: oracle.predict((), k, o, a)
     # two identical candidates, two particles: every rollout must give the env's return
     seqs = jnp.asarray(np.stack([actions, actions]))

@@ -14,8 +14,11 @@ from prototypes.planning.mcts import (
     axis_codebook,
     cartesian_codebook,
     make_codebook,
+    make_leaf_value,
     make_mcts,
     make_mcts_search,
+    make_prior,
+    make_recurrent_fn,
     rollout_value,
 )
 from prototypes.types import Step
@@ -247,3 +250,35 @@ def test_config_errors_name_the_value(kwargs, fragment):
 def test_value_fn_without_fn_kind_is_an_error():
     with pytest.raises(ValueError, match="set it to 'fn'"):
         make_mcts_search(MCTSConfig(value="zero"), BANDIT_BOOK, value_fn=lambda s: s[:, 0])
+
+
+def _line_step(key, obs, action):
+    # a walk on a line: next = obs + action, reward = next, done once next >= 2
+    del key
+    nxt = obs + action[:, :1]
+    return Step(obs=nxt, reward=nxt[:, 0], done=nxt[:, 0] >= 2.0)
+
+
+def test_recurrent_fn_steps_the_model_with_codebook_rows():
+    book = jnp.asarray([[1.0], [-1.0]])
+    states = jnp.asarray([[0.0], [1.0]])
+    index = jnp.asarray([0, 0])
+    prior = make_prior(None, 2, 2)
+    zero = make_leaf_value("zero", 2, _line_step, book, 0.9, 1, 1)
+    rec, nxt = make_recurrent_fn(_line_step, book, 0.9, prior, zero)(
+        (), jax.random.key(0), index, states
+    )
+    # row 0 is +1: 0 -> 1 (reward 1, discount 0.9), 1 -> 2 (reward 2, terminal: discount 0)
+    np.testing.assert_allclose(nxt[:, 0], [1.0, 2.0])
+    np.testing.assert_allclose(rec.reward, [1.0, 2.0])
+    np.testing.assert_allclose(rec.discount, [0.9, 0.0])
+    np.testing.assert_allclose(rec.prior_logits, np.zeros((2, 2)))
+    np.testing.assert_allclose(rec.value, [0.0, 0.0])
+    # a value function and a prior are evaluated at the next states
+    value = make_leaf_value("fn", 2, _line_step, book, 0.9, 1, 1, value_fn=lambda s: 10.0 * s[:, 0])
+    prior = make_prior(lambda s: jnp.concatenate([s, -s], axis=-1), 2, 2)
+    rec, _ = make_recurrent_fn(_line_step, book, 0.9, prior, value)(
+        (), jax.random.key(0), index, states
+    )
+    np.testing.assert_allclose(rec.value, [10.0, 20.0])
+    np.testing.assert_allclose(rec.prior_logits, [[1.0, -1.0], [2.0, -2.0]])
