@@ -42,7 +42,7 @@ import numpy as np
 from experiments.cli import add_run_arguments, apply_task_defaults, progress_bar, run_experiment
 from prototypes import config as cfglib
 from prototypes.agents.episode import drive_episode
-from prototypes.agents.mpc import make_mpc_agent
+from prototypes.agents.mpc import make_mpc_agent, planning_act
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
 from prototypes.data.runs import RunDir, episode_seed
@@ -262,11 +262,7 @@ def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = T
             def act(state, t, obs, u=u):
                 return low + (high - low) * u[t], state
         else:
-
-            def act(state, t, obs, key_act=key_act):
-                root = model.encode(state.model, np.asarray(obs, np.float32))
-                action, state, _ = agent.act(state, jax.random.fold_in(key_act, t), root)
-                return action, state
+            act = planning_act(agent, key_act)
 
         result, state = drive_episode(
             env,

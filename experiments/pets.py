@@ -32,7 +32,7 @@ from experiments.cli import (
 )
 from prototypes import config as cfglib
 from prototypes.agents.episode import drive_episode
-from prototypes.agents.mpc import make_mpc_agent
+from prototypes.agents.mpc import make_mpc_agent, planning_act
 from prototypes.config import ConfigError, arg, check
 from prototypes.data import replay
 from prototypes.data.runs import RunDir, episode_seed
@@ -190,11 +190,7 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
             def act(state, t, obs, u=u):
                 return low + (high - low) * u[t], state
         else:
-
-            def act(state, t, obs, key_act=key_act):
-                root = model.encode(state.model, obs)
-                action, state, _ = agent.act(state, jax.random.fold_in(key_act, t), root)
-                return action, state
+            act = planning_act(agent, key_act)
 
         result, state = drive_episode(
             env,

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from prototypes.data import replay
@@ -24,7 +25,7 @@ from prototypes.models.base import ModelState, WorldModel
 from prototypes.planning.base import Planner, PlanState
 from prototypes.types import Array, Metrics, PRNGKey, Transition
 
-__all__ = ["MPCState", "MPCAgent", "make_mpc_agent"]
+__all__ = ["MPCState", "MPCAgent", "make_mpc_agent", "planning_act"]
 
 
 @struct.dataclass
@@ -80,3 +81,16 @@ def make_mpc_agent(model: WorldModel, planner: Planner, spec: EnvSpec, capacity:
         return state.replace(model=model_state), metrics
 
     return MPCAgent(init=init, act=act, update=update, model=model, planner=planner, spec=spec)
+
+
+def planning_act(agent: MPCAgent, key: PRNGKey) -> Callable[[MPCState, int, Any], tuple]:
+    """The episode driver's act for one planning episode: encode the observation (as float32)
+    with the agent's model, plan with `fold_in(key, t)` at step t; (state, t, obs) ->
+    (action, state)."""
+
+    def act(state: MPCState, t: int, obs: Any) -> tuple[Array, MPCState]:
+        root = agent.model.encode(state.model, np.asarray(obs, np.float32))
+        action, state, _ = agent.act(state, jax.random.fold_in(key, t), root)
+        return action, state
+
+    return act
