@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from flax import struct
 from jaxtyping import Array, Float, Int
 
+from prototypes.config import arg, check
 from prototypes.graphs.factors import FACTOR_KINDS, NEG_INF
 from prototypes.graphs.graph import CompiledGraph
 from prototypes.types import Metrics
@@ -47,19 +48,22 @@ LogPotentials = tuple[Any, ...]  # one array per factor group (CompiledGraph.log
 class BPConfig:
     """Loopy BP settings (static under jit)."""
 
-    num_iters: int = 100  # iterations, all run (fixed length, lax.scan)
-    temperature: float = 1.0  # 1: sum-product, 0: max-product, between: annealed
-    damping: float = 0.5  # weight of the previous message in each update, in [0, 1)
+    num_iters: int = arg(100, "iterations, all run (fixed length, lax.scan)")
+    temperature: float = arg(1.0, "1: sum-product, 0: max-product, between: annealed")
+    damping: float = arg(0.5, "weight of the previous message in each update, in [0, 1)")
 
     def __post_init__(self):
-        if isinstance(self.num_iters, bool) or not isinstance(self.num_iters, int) or (
-            self.num_iters < 1
-        ):
-            raise ValueError(f"num_iters is {self.num_iters!r}; allowed: an int >= 1")
-        if not (math.isfinite(self.temperature) and self.temperature >= 0.0):
-            raise ValueError(f"temperature is {self.temperature!r}; allowed: a float >= 0")
-        if not 0.0 <= self.damping < 1.0:
-            raise ValueError(f"damping is {self.damping!r}; allowed: 0 <= damping < 1")
+        check(
+            isinstance(self.num_iters, int)
+            and not isinstance(self.num_iters, bool)
+            and self.num_iters >= 1,
+            f"num_iters is {self.num_iters!r}; allowed: an int >= 1",
+        )
+        check(
+            math.isfinite(self.temperature) and self.temperature >= 0.0,
+            f"temperature is {self.temperature!r}; allowed: a float >= 0",
+        )
+        check(0.0 <= self.damping < 1.0, f"damping is {self.damping!r}; allowed: 0 <= damping < 1")
 
 
 @struct.dataclass
