@@ -11,7 +11,19 @@ here sees::
 tests/envs/test_fetch.py): FetchReach's is the gripper position `observation[0:3]`, FetchPush's
 the object position `observation[3:6]`. FetchPush's `observation` is grip_pos (3), object_pos (3),
 object_rel_pos (3), gripper_state (2), object_rot (3), object_velp (3), object_velr (3),
-grip_velp (3), gripper_vel (2).
+grip_velp (3), gripper_vel (2); FetchReach's is grip_pos, gripper_state, grip_velp, gripper_vel.
+Velocities are per env step (the env multiplies them by dt), and FetchPush's object_velp is
+relative to the gripper's (object_velp - grip_velp, as the env computes it).
+
+As entities (`ENTITY_LAYOUTS`, also `EnvSpec.layout`; see envs/layout.py):
+- gripper (type "arm"): position grip_pos, velocity grip_velp, other = gripper_state and
+  gripper_vel (the two finger joints' positions and velocities, indices (3, 4, 8, 9) in Reach,
+  (9, 10, 23, 24) in Push).
+- object (type "object", Push only): position object_pos, relative object_rel_pos (object -
+  gripper, `relative_to="gripper"`), rotation object_rot (Euler angles), velocity object_velp
+  then object_velr [14:20].
+- goal (type "goal"): position desired_goal (the last 3).
+`LAYOUTS[name]` (`FetchLayout`) names the slices the rewards read: `achieved`, `goal`, `grip`.
 
 Rewards, as pure-JAX functions of (obs, action, next_obs) for one example, read from `next_obs`
 (the env scores the state it reaches, with d = |achieved_goal - desired_goal|):
@@ -46,10 +58,12 @@ import numpy as np
 
 from prototypes.config import arg, check
 from prototypes.envs.factored_mdp import FactoredSpec, RewardTerm
+from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout
 from prototypes.types import Array, Float, Int
 
 __all__ = [
     "DISTANCE_THRESHOLD",
+    "ENTITY_LAYOUTS",
     "FetchLayout",
     "LAYOUTS",
     "FlattenGoalObs",
@@ -70,26 +84,83 @@ SHAPING_WEIGHT = 0.5  # weight of the gripper-to-pushing-point term of the "shap
 BEHIND = 0.03  # metres behind the object, away from the goal, that the gripper is drawn to
 
 
+ENTITY_LAYOUTS: dict[str, EntityLayout] = {
+    # FetchReach: grip_pos [0:3], gripper_state [3:5], grip_velp [5:8], gripper_vel [8:10], goal
+    "fetch_reach": EntityLayout(
+        entities=(
+            Entity("gripper", ARM, position=slice(0, 3), velocity=slice(5, 8), other=(3, 4, 8, 9)),
+            Entity("goal", GOAL, position=slice(10, 13)),
+        ),
+        obs_dim=13,
+    ),
+    # FetchPush: grip_pos [0:3], object_pos [3:6], object_rel_pos [6:9], gripper_state [9:11],
+    # object_rot [11:14], object_velp [14:17], object_velr [17:20], grip_velp [20:23],
+    # gripper_vel [23:25], goal [25:28]
+    "fetch_push": EntityLayout(
+        entities=(
+            Entity(
+                "gripper", ARM, position=slice(0, 3), velocity=slice(20, 23), other=(9, 10, 23, 24)
+            ),
+            Entity(
+                "object",
+                OBJECT,
+                position=slice(3, 6),
+                relative=slice(6, 9),
+                relative_to="gripper",
+                rotation=slice(11, 14),
+                velocity=slice(14, 20),
+            ),
+            Entity("goal", GOAL, position=slice(25, 28)),
+        ),
+        obs_dim=28,
+    ),
+}
+
+
+@dataclass(frozen=True)
 class FetchLayout:
-    """Where things sit in the flat observation of one Fetch task.
+    """Where things sit in the flat observation of one Fetch task: the named slices the rewards,
+    the grid abstraction and the scripts read, derived from the task's `EntityLayout`.
 
     Attributes:
+        entities: the entity layout (`ENTITY_LAYOUTS[name]`, also `EnvSpec.layout`).
         n_obs: length of the env's `observation` entry.
-        achieved: slice of the flat vector holding `achieved_goal`.
+        obs_dim: n_obs + 3.
+        achieved: slice of the flat vector holding `achieved_goal` (the object's position if the
+            task has an object, else the gripper's).
         goal: slice holding `desired_goal` (the last 3 entries).
         grip: slice holding the gripper position (always 0:3).
-        obs_dim: n_obs + 3.
     """
 
-    def __init__(self, n_obs: int, achieved_start: int):
-        self.n_obs = n_obs
-        self.obs_dim = n_obs + GOAL_DIM
-        self.achieved = slice(achieved_start, achieved_start + GOAL_DIM)
-        self.goal = slice(n_obs, n_obs + GOAL_DIM)
-        self.grip = slice(0, 3)
+    entities: EntityLayout
+
+    def __post_init__(self) -> None:
+        for name, index in (("achieved", self.achieved), ("goal", self.goal), ("grip", self.grip)):
+            if not isinstance(index, slice):
+                raise ValueError(f"FetchLayout.{name} must be a slice, got {index!r}")
+
+    @property
+    def obs_dim(self) -> int:
+        return self.entities.obs_dim
+
+    @property
+    def n_obs(self) -> int:
+        return self.entities.obs_dim - GOAL_DIM
+
+    @property
+    def achieved(self) -> slice:
+        return self.entities["object" if "object" in self.entities else "gripper"].position
+
+    @property
+    def goal(self) -> slice:
+        return self.entities["goal"].position
+
+    @property
+    def grip(self) -> slice:
+        return self.entities["gripper"].position
 
 
-LAYOUTS = {"fetch_reach": FetchLayout(10, 0), "fetch_push": FetchLayout(25, 3)}
+LAYOUTS = {name: FetchLayout(entities) for name, entities in ENTITY_LAYOUTS.items()}
 
 
 def flatten(obs: dict[str, np.ndarray]) -> np.ndarray:

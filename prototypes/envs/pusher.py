@@ -5,6 +5,10 @@ Observation layout (gymnasium 1.4, v5)::
     [0:7] joint angles  [7:14] joint velocities  [14:17] tips_arm xyz  [17:20] object xyz
     [20:23] goal xyz
 
+As entities (`LAYOUT`, see envs/layout.py): the arm (type "arm": rotation = joint angles [0:7],
+velocity = joint velocities [7:14], position = tips_arm [14:17]), the object (type "object":
+position [17:20]) and the goal (type "goal": position [20:23]).
+
 Gymnasium computes the reward after stepping, from the new body positions:
 ``r = -|object - goal| - 0.5 |object - tips_arm| - 0.1 |a|^2``, a function of (action, next_obs).
 """
@@ -14,14 +18,23 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout, take
 from prototypes.types import Array, Float
 
-__all__ = ["reward_fn", "done_fn", "SENSOR_BODIES", "obs_from_physics"]
+__all__ = ["reward_fn", "done_fn", "SENSOR_BODIES", "LAYOUT", "obs_from_physics"]
 
 NEAR_WEIGHT = 0.5
 DIST_WEIGHT = 1.0
 CTRL_WEIGHT = 0.1
 SENSOR_BODIES = ("tips_arm", "object", "goal")
+LAYOUT = EntityLayout(
+    entities=(
+        Entity("arm", ARM, rotation=slice(0, 7), velocity=slice(7, 14), position=slice(14, 17)),
+        Entity("object", OBJECT, position=slice(17, 20)),
+        Entity("goal", GOAL, position=slice(20, 23)),
+    ),
+    obs_dim=23,
+)
 
 
 def reward_fn(
@@ -29,7 +42,7 @@ def reward_fn(
 ) -> Float[Array, ""]:
     """r(obs, action, next_obs) exactly as Pusher-v5 computes it (obs is unused)."""
     del obs
-    tip, obj, goal = next_obs[14:17], next_obs[17:20], next_obs[20:23]
+    tip, obj, goal = (take(next_obs, LAYOUT[name].position) for name in ("arm", "object", "goal"))
     return (
         -DIST_WEIGHT * jnp.linalg.norm(obj - goal)
         - NEAR_WEIGHT * jnp.linalg.norm(obj - tip)

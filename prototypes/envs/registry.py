@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from prototypes.envs import fetch, pusher, reacher
+from prototypes.envs.layout import EntityLayout
 from prototypes.types import DoneFn, RewardFn
 
 __all__ = ["EnvSpec", "TASKS", "FETCH_TASKS", "ALL_TASKS", "get_spec", "make"]
@@ -38,6 +39,9 @@ class EnvSpec:
         obs_from_physics: NumPy map from batched (qpos, qvel, sensordata) to observations, for the
             oracle model; `sensor_bodies` names the bodies whose positions it reads. None (and
             ()) for tasks without an oracle.
+        layout: the observation as named entities (arm or gripper, object, goal) with typed
+            index slices, covering every index once (envs/layout.py); rewards and structured
+            models read it. None only for a spec built without one.
     """
 
     name: str
@@ -51,6 +55,7 @@ class EnvSpec:
     done_fn: DoneFn
     obs_from_physics: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
     sensor_bodies: tuple[str, ...] = ()
+    layout: EntityLayout | None = None
 
 
 def _spec(
@@ -68,6 +73,7 @@ def _spec(
         done_fn=module.done_fn,
         obs_from_physics=module.obs_from_physics,
         sensor_bodies=module.SENSOR_BODIES,
+        layout=module.LAYOUT,
     )
 
 
@@ -89,6 +95,7 @@ def _fetch_spec(name: str, gym_id: str) -> EnvSpec:
         episode_steps=50,
         reward_fn=fetch.reward_fns(name)["sparse"],  # the env's own reward
         done_fn=fetch.done_fn,
+        layout=layout.entities,
     )
 
 
