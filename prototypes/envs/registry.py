@@ -19,6 +19,7 @@ import numpy as np
 
 from prototypes.envs import fetch, pusher, reacher
 from prototypes.envs.layout import EntityLayout
+from prototypes.envs.variants import Variant, VariantWrapper, parse_variant
 from prototypes.types import DoneFn, RewardFn
 
 __all__ = ["EnvSpec", "TASKS", "FETCH_TASKS", "ALL_TASKS", "get_spec", "make"]
@@ -113,18 +114,31 @@ def get_spec(name: str) -> EnvSpec:
     return ALL_TASKS[name]
 
 
-def make(name: str, seed: int | None = None, **kwargs) -> gym.Env:
+def make(
+    name: str, seed: int | None = None, variant: str | Variant | None = None, **kwargs
+) -> gym.Env:
     """Build the gymnasium env for a task, with its time limit, seeded if `seed` is given.
 
     Seeding resets the env once with `seed` and seeds its action space, so the first
     `env.reset()` without a seed continues that stream deterministically. Fetch tasks register
     gymnasium-robotics first and come wrapped in `fetch.FlattenGoalObs` (flat observations;
-    `info["is_success"]` is passed through).
+    `info["is_success"]` is passed through). `variant` (a `Variant` or its string, see
+    envs/variants.py) changes the task's physics and reset regions through a
+    `variants.VariantWrapper`; None, "none" or "" build exactly the unchanged task (no wrapper).
+
+    Raises:
+        ValueError: an unknown task, or a bad variant (one line naming it).
     """
     spec = get_spec(name)
+    if not isinstance(variant, Variant):
+        variant = parse_variant(name, variant)
+    elif variant.task != name:
+        raise ValueError(f"variant {variant} is for {variant.task!r}, not {name!r}")
     if name in FETCH_TASKS:
         fetch.register()
     env = gym.make(spec.gym_id, max_episode_steps=spec.episode_steps, **kwargs)
+    if variant.settings:
+        env = VariantWrapper(env, variant)
     if name in FETCH_TASKS:
         env = fetch.FlattenGoalObs(env)
     if seed is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prototypes.envs import get_spec, make
-from prototypes.models.oracle import make_oracle
+from prototypes.models.oracle import make_oracle, physics_copier, physics_fields, sensor_model
 from prototypes.planning import evaluate_sequences
 
 
@@ -54,3 +54,95 @@ def test_planning_return_equals_env_rewards(name, steps, atol):
         np.testing.assert_allclose(out.reward[0], env_rewards[t], atol=atol)
         np.testing.assert_allclose(out.obs.obs[0], env_obs[t], atol=max(atol, 1e-5) * 10)
         state = out.obs
+
+
+# --- variants: the oracle plans on the physics the env steps ------------------------------------
+
+
+def _moving_object(env):
+    """Give Pusher's object a velocity, so its mass and damping shape the next steps at once."""
+    u = env.unwrapped
+    qpos, qvel = u.data.qpos.copy(), u.data.qvel.copy()
+    qvel[-4:-2] = [0.4, -0.3]  # obj_slidey, obj_slidex, m/s
+    u.set_state(qpos, qvel)
+    return u._get_obs()
+
+
+def _one_step_errors(name, variant, steps, build_before_reset=False):
+    """Per step: the oracle's one-step prediction from the env's state against env.step."""
+    spec = get_spec(name)
+    actions = (
+        np.random.default_rng(1)
+        .uniform(spec.action_low, spec.action_high, (steps, spec.act_dim))
+        .astype(np.float32)
+    )
+    env = make(name, variant=variant)
+    if build_before_reset:  # the oracle exists before the variant's values are drawn
+        env.reset(seed=0)
+        oracle = make_oracle(spec, env)
+    obs, info = env.reset(seed=5)
+    if not build_before_reset:
+        oracle = make_oracle(spec, env)
+    if name == "pusher":
+        obs = _moving_object(env)
+    predict = jax.jit(lambda root, a: oracle.predict((), jax.random.key(0), root, a))
+    pred_obs, pred_rew, env_obs, env_rew = [], [], [], []
+    for a in actions:
+        root = jax.tree.map(lambda x: x[None], oracle.encode((), obs))
+        out = predict(root, jnp.asarray(a[None]))
+        obs, r, *_ = env.step(a)
+        pred_obs.append(np.asarray(out.obs.obs[0]))
+        pred_rew.append(float(out.reward[0]))
+        env_obs.append(obs)
+        env_rew.append(r)
+    return np.array(pred_obs), np.array(pred_rew), np.array(env_obs), np.array(env_rew), info
+
+
+@pytest.mark.parametrize(
+    "name, variant",
+    [
+        ("pusher", "mass=3"),  # the object's inertia along its slides x3
+        ("pusher", "damping=0.3"),  # its slide damping x0.3
+        ("reacher", "mass=3"),  # the arm's links and joint armature x3
+    ],
+)
+def test_oracle_matches_env_step_on_a_variant(name, variant):
+    pred_obs, pred_rew, env_obs, env_rew, _ = _one_step_errors(name, variant, 8)
+    np.testing.assert_allclose(pred_obs, env_obs, atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(pred_rew, env_rew, atol=1e-6)
+    # and the variant matters: the unchanged task's next observations differ by far more
+    _, _, nominal_obs, _, _ = _one_step_errors(name, None, 8)
+    assert np.abs(nominal_obs - env_obs).max() > 1e-3
+
+
+def test_oracle_follows_variant_values_drawn_after_it_was_built():
+    pred_obs, pred_rew, env_obs, env_rew, info = _one_step_errors(
+        "pusher", "mass=B,damping=A", 4, build_before_reset=True
+    )
+    assert info["variant"]["mass"] >= 2.5
+    np.testing.assert_allclose(pred_obs, env_obs, atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(pred_rew, env_rew, atol=1e-6)
+
+
+def test_sensor_model_takes_every_physics_field_of_the_changed_live_model():
+    spec = get_spec("pusher")
+    env = make("pusher", variant="mass=3,damping=0.3,size=2,gear=1.5")
+    env.reset(seed=0)
+    live = env.unwrapped.model
+    model = sensor_model(make("pusher"), spec.sensor_bodies)  # compiled from the nominal file
+    assert model.body_mass[live.body("object").id] != live.body_mass[live.body("object").id]
+    fields = physics_fields(model, live)
+    physics_copier(model, live)()
+    public = [n for n in dir(live) if not n.startswith("_")]
+    for name in [n for n in public if isinstance(getattr(live, n), np.ndarray)]:
+        if name in fields:
+            np.testing.assert_array_equal(getattr(model, name), getattr(live, name), err_msg=name)
+        else:  # only the sensors and the name tables, which the added sensors change
+            assert name.startswith(("sensor_", "name_", "names_map")), name
+    assert len(fields) > 400
+    for struct in ("opt", "stat"):
+        for f in dir(getattr(live, struct)):
+            if not f.startswith("_"):
+                value = getattr(getattr(live, struct), f)
+                if not callable(value):
+                    np.testing.assert_array_equal(getattr(getattr(model, struct), f), value)

@@ -1,0 +1,660 @@
+"""Task variants: named, seeded changes to a task's physics and reset distribution, for transfer.
+
+>>> env = make("pusher", seed=0, variant="mass=B,damping=1.5")  # registry.make
+>>> obs, info = env.reset(seed=3); info["variant"]   # {"damping": 1.5, "mass": 3.1...}
+
+A variant sets some *factors* of a task. Each factor has a training range A and a disjoint test
+range B (CausalWorld's protocol: train on A, evaluate on held-out values of A and on B), and an
+allowed (physical) range that fixed values must lie in. Two kinds:
+
+- scale factors (mass, damping, friction, size, gear) multiply nominal model parameters. Their
+  value is the multiplier: A = [0.5, 2] and B = [2.5, 4] for mass, damping and friction (a factor
+  of 2 either way for training, then 1.25x to 2x beyond its top for testing); A = [0.75, 1.5] and
+  B = [1.75, 2.5] for size and gear, narrower because a much larger object overlaps the goal or the
+  arm at the start and a much stronger motor drives joints into their limits. Allowed: > 0 for
+  mass, size and gear; >= 0 for damping and friction.
+- region factors (goal, start) place the goal or the object's start. Their value is a point in
+  metres, in the task's own frame (`describe_variants` names it), and A and B are disjoint boxes;
+  A is the task's own sampling region wherever that is a box (otherwise a small box around it).
+
+The command-line form, one string (`parse_variant`; `str(variant)` gives it back canonical, for
+config.json)::
+
+    none | "" | factor=VALUE[,factor=VALUE...]
+    VALUE: a number (a fixed multiplier), x:y or x:y:z (a fixed point, region factors),
+           A (a fresh value per episode from training range A) or B (from test range B)
+    e.g.   mass=B,damping=1.5     goal=A     start=0.1:-0.2
+
+`VariantWrapper` applies it to the live env: on every `reset(seed=...)` it draws the episode's
+values from a generator seeded by the reset seed (a stream separate from the env's own, so the
+same seed gives the same values and, for factors it does not touch, the same episode as the
+unchanged task; resets without a seed continue the stream), writes the scale factors into
+`env.unwrapped.model` from nominal values stored once (so scaling never compounds), calls
+`mj_setConst` so derived constants (subtree masses, inverse weights, mean inertia) follow, resets
+the env, then moves the goal and object where the region factors say. The values in use come back
+as `info["variant"]` ({factor: float or [x, y(, z)]}). Planning on the changed physics: the oracle
+(models/oracle.py) copies the live model's parameters at every encode.
+
+What each factor changes (read from gymnasium 1.4 and gymnasium-robotics 1.4.2 sources):
+- Pusher's object weighs 8e-6 kg but its slide joints carry armature 0.04, which is the inertia
+  the arm actually pushes against (there is no gravity), so its `mass` scales the body's mass and
+  inertia *and* the slide joints' armature; `damping` scales the slide joints' damping (0.5, the
+  drag of the table: its contacts are frictionless, condim 1); `size` the cylinder's radius
+  (0.05; the height stays, so it still rests on the table); `gear` all seven motors' gear.
+  Gymnasium always puts the goal at the home point and draws the object start uniformly from
+  x in [-0.2, 0.2], y in [-0.3, 0] (slide coordinates) at least 0.17 from the goal; region
+  factors keep that 0.17 rule by redrawing whichever of the two is sampled.
+- Reacher's links weigh 0.036 kg and its joints carry armature 1, so `mass` scales the arm's body
+  masses and inertias and the joint armature; its target is drawn uniformly in the disk of
+  radius 0.2 (the arm reaches 0.21), so A and B split that disk in two.
+- FetchPush: `mass` scales the block's mass (2 kg) and inertia; `friction` the sliding friction of
+  block and table together (MuJoCo takes the larger of the two geoms' coefficients, and both
+  are 1); `size` the block's horizontal half-sizes (0.025; height unchanged, so it rests on the
+  table); goal and start are offsets from the gripper's start position, drawn by gymnasium from
+  [-0.15, 0.15]^2 (the start at least 0.1 from the gripper).
+- FetchReach: the goal offset from the gripper's start, drawn by gymnasium from [-0.15, 0.15]^3.
+Size changes geometry only (mass and inertia stay; use mass for those); the object's bounding
+radius and boxes are updated with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from prototypes.config import ConfigError
+
+__all__ = [
+    "ScaleFactor",
+    "RegionFactor",
+    "FACTORS",
+    "Variant",
+    "VariantWrapper",
+    "parse_variant",
+    "describe_variants",
+]
+
+_SALT = 0x76617269  # "vari": keeps the variant stream apart from any other stream of the seed
+_MAX_TRIES = 10_000  # rejection-sampling draws before a region is declared impossible
+PUSHER_MIN_GAP = 0.17  # gymnasium's minimum object-goal distance at a Pusher reset
+FETCH_MIN_GAP = 0.1  # gymnasium-robotics' minimum object-gripper distance at a FetchPush reset
+REACHER_RADIUS = 0.2  # Reacher-v5 draws its target inside this disk
+
+Index = Any  # a NumPy index into one MjModel array
+Targets = Callable[[mujoco.MjModel], list[tuple[str, Index]]]
+
+
+@dataclass(frozen=True)
+class ScaleFactor:
+    """A multiplier of nominal MjModel parameters.
+
+    Attributes:
+        name: the factor's name on the command line ("mass").
+        changes: what it changes, one line.
+        a, b: the training and test ranges (lo, hi) of the multiplier, disjoint.
+        strict: the allowed range is > 0 (True) or >= 0 (False).
+        targets: the (MjModel array name, index) pairs it multiplies, by name lookups.
+        geometry: it scales `geom_size`, so bounding radii and boxes must follow.
+    """
+
+    name: str
+    changes: str
+    a: tuple[float, float]
+    b: tuple[float, float]
+    strict: bool
+    targets: Targets
+    geometry: bool = False
+
+    @property
+    def allowed(self) -> str:
+        return "> 0" if self.strict else ">= 0"
+
+    def check(self, value: float) -> None:
+        ok = math.isfinite(value) and (value > 0 if self.strict else value >= 0)
+        if not ok:
+            raise ConfigError(
+                f"variant {self.name}={value!r} is outside its physical range "
+                f"({self.name} multiplier {self.allowed})"
+            )
+
+
+@dataclass(frozen=True)
+class RegionFactor:
+    """Where the goal or the object's start is put, a point of `len(axes)` coordinates.
+
+    Attributes:
+        name: "goal" or "start".
+        changes: what it changes and in which frame, one line.
+        a, b: training and test boxes (lo, hi), each a tuple of per-axis bounds, disjoint.
+        allowed: the box that fixed points must lie in.
+        accept: a further condition on points drawn from A or B (the task's own rule), or None.
+        rule: that condition in words, for the help table.
+    """
+
+    name: str
+    changes: str
+    a: tuple[tuple[float, ...], tuple[float, ...]]
+    b: tuple[tuple[float, ...], tuple[float, ...]]
+    allowed: tuple[tuple[float, ...], tuple[float, ...]]
+    accept: Callable[[np.ndarray], bool] | None = None
+    rule: str = ""
+
+    @property
+    def axes(self) -> str:
+        return "xyz"[: len(self.allowed[0])]
+
+    def check(self, value: tuple[float, ...]) -> None:
+        lo, hi = self.allowed
+        if len(value) != len(lo):
+            raise ConfigError(
+                f"variant {self.name}={_fmt_point(value)} needs {len(lo)} numbers "
+                f"{':'.join(self.axes)}, A or B"
+            )
+        if not all(math.isfinite(v) and l <= v <= h for v, l, h in zip(value, lo, hi, strict=True)):
+            raise ConfigError(
+                f"variant {self.name}={_fmt_point(value)} is outside its allowed region "
+                f"{_fmt_box(self.allowed)}"
+            )
+
+    def draw(self, rng: np.random.Generator, box: str) -> np.ndarray:
+        lo, hi = self.a if box == "A" else self.b
+        for _ in range(_MAX_TRIES):
+            point = rng.uniform(lo, hi)
+            if self.accept is None or self.accept(point):
+                return point
+        raise RuntimeError(f"variant {self.name}={box}: no point of the box passes {self.rule}")
+
+
+Factor = ScaleFactor | RegionFactor
+Setting = float | tuple[float, ...] | str  # a fixed multiplier, a fixed point, or "A" / "B"
+
+
+# --- where each factor writes -----------------------------------------------------------------
+
+
+def _dofs(m: mujoco.MjModel, *joints: str) -> np.ndarray:
+    return np.array([m.jnt_dofadr[m.joint(j).id] for j in joints])
+
+
+def _mass(*bodies: str, armature: tuple[str, ...] = ()) -> Targets:
+    def targets(m: mujoco.MjModel) -> list[tuple[str, Index]]:
+        ids = np.array([m.body(b).id for b in bodies])
+        out = [("body_mass", ids), ("body_inertia", ids)]
+        if armature:
+            out.append(("dof_armature", _dofs(m, *armature)))
+        return out
+
+    return targets
+
+
+def _damping(*joints: str) -> Targets:
+    return lambda m: [("dof_damping", _dofs(m, *joints))]
+
+
+def _block_and_table_friction(m: mujoco.MjModel) -> list[tuple[str, Index]]:
+    table = m.body_geomadr[m.body("table0").id]  # the table's geom has no name
+    return [("geom_friction", (np.array([m.geom("object0").id, table]), 0))]
+
+
+def _geom_size(body: str, columns: Sequence[int]) -> Targets:
+    def targets(m: mujoco.MjModel) -> list[tuple[str, Index]]:
+        geom = m.body_geomadr[m.body(body).id]
+        return [("geom_size", (geom, np.asarray(columns)))]
+
+    return targets
+
+
+def _gear(m: mujoco.MjModel) -> list[tuple[str, Index]]:
+    return [("actuator_gear", (slice(None), 0))]
+
+
+def _bounds(m: mujoco.MjModel, geom: int) -> tuple[float, np.ndarray]:
+    """The bounding radius and local box half extents of a box or cylinder geom, from its size,
+    as MuJoCo's compiler computes them."""
+    size = m.geom_size[geom]
+    if m.geom_type[geom] == mujoco.mjtGeom.mjGEOM_BOX:
+        return float(np.linalg.norm(size)), size.copy()
+    if m.geom_type[geom] == mujoco.mjtGeom.mjGEOM_CYLINDER:
+        return float(np.hypot(size[0], size[1])), np.array([size[0], size[0], size[1]])
+    raise NotImplementedError(f"size variants handle box and cylinder geoms, not {geom}")
+
+
+def _update_bounds(m: mujoco.MjModel, geom: int) -> None:
+    """Refresh the bounding sphere and boxes the collision phases read for a resized geom."""
+    rbound, half = _bounds(m, geom)
+    m.geom_rbound[geom] = rbound
+    m.geom_aabb[geom, 3:] = half
+    body = m.geom_bodyid[geom]
+    if m.body_geomnum[body] == 1 and m.body_bvhnum[body] == 1 and not m.geom_pos[geom].any():
+        m.bvh_aabb[m.body_bvhadr[body], 3:] = half  # one geom at the body origin: same box
+
+
+# --- the factors of each task -----------------------------------------------------------------
+
+_SCALE_A, _SCALE_B = (0.5, 2.0), (2.5, 4.0)
+_SHAPE_A, _SHAPE_B = (0.75, 1.5), (1.75, 2.5)
+_PUSHER_OBJ_SLIDES = ("obj_slidey", "obj_slidex")
+
+
+def _in_disk(point: np.ndarray) -> bool:
+    return bool(np.hypot(point[0], point[1]) < REACHER_RADIUS)
+
+
+def _off_gripper(point: np.ndarray) -> bool:
+    return bool(np.hypot(point[0], point[1]) >= FETCH_MIN_GAP)
+
+
+_FETCH_PUSH_ALLOWED = ((-0.28, -0.32), (0.16, 0.32))  # the table top, block inside its edges
+
+FACTORS: dict[str, dict[str, Factor]] = {
+    "pusher": {
+        "mass": ScaleFactor(
+            "mass",
+            "object mass, inertia and slide armature (0.04, what the arm pushes)",
+            _SCALE_A,
+            _SCALE_B,
+            True,
+            _mass("object", armature=_PUSHER_OBJ_SLIDES),
+        ),
+        "damping": ScaleFactor(
+            "damping",
+            "object slide damping (0.5, its drag on the table)",
+            _SCALE_A,
+            _SCALE_B,
+            False,
+            _damping(*_PUSHER_OBJ_SLIDES),
+        ),
+        "size": ScaleFactor(
+            "size",
+            "object radius (0.05; height unchanged)",
+            _SHAPE_A,
+            _SHAPE_B,
+            True,
+            _geom_size("object", (0,)),
+            geometry=True,
+        ),
+        "gear": ScaleFactor(
+            "gear", "all 7 motors' gear (1)", _SHAPE_A, _SHAPE_B, True, lambda m: _gear(m)
+        ),
+        "goal": RegionFactor(
+            "goal",
+            "goal x:y, m from its home (0.45, -0.05); gymnasium: 0:0",
+            ((-0.1, -0.05), (0.1, 0.05)),
+            ((-0.25, -0.05), (-0.15, 0.05)),
+            ((-0.5, -0.5), (0.5, 0.5)),
+            rule=f"> {PUSHER_MIN_GAP} from the object",
+        ),
+        "start": RegionFactor(
+            "start",
+            "object start x:y, m from the goal's home; gymnasium: A",
+            ((-0.2, -0.3), (0.2, 0.0)),
+            ((-0.2, -0.4), (0.2, -0.33)),
+            ((-0.5, -0.5), (0.5, 0.5)),
+            rule=f"> {PUSHER_MIN_GAP} from the goal",
+        ),
+    },
+    "reacher": {
+        "mass": ScaleFactor(
+            "mass",
+            "arm links' mass, inertia and joint armature (1)",
+            _SCALE_A,
+            _SCALE_B,
+            True,
+            _mass("body0", "body1", "fingertip", armature=("joint0", "joint1")),
+        ),
+        "goal": RegionFactor(
+            "goal",
+            "target x:y, m from the arm's base; gymnasium: A and B",
+            ((-0.2, -0.2), (0.2, 0.0)),
+            ((-0.2, 0.05), (0.2, 0.2)),
+            ((-0.27, -0.27), (0.27, 0.27)),  # the target joints' range
+            accept=_in_disk,
+            rule=f"radius < {REACHER_RADIUS}",
+        ),
+    },
+    "fetch_push": {
+        "mass": ScaleFactor(
+            "mass", "block's mass (2 kg) and inertia", _SCALE_A, _SCALE_B, True, _mass("object0")
+        ),
+        "friction": ScaleFactor(
+            "friction",
+            "sliding friction (1) of block and table",
+            _SCALE_A,
+            _SCALE_B,
+            False,
+            _block_and_table_friction,
+        ),
+        "size": ScaleFactor(
+            "size",
+            "block's x, y half-sizes (0.025; height unchanged)",
+            _SHAPE_A,
+            _SHAPE_B,
+            True,
+            _geom_size("object0", (0, 1)),
+            geometry=True,
+        ),
+        "goal": RegionFactor(
+            "goal",
+            "goal x:y, m from the gripper's start; gymnasium: A",
+            ((-0.15, -0.15), (0.15, 0.15)),
+            ((-0.15, 0.2), (0.15, 0.3)),
+            _FETCH_PUSH_ALLOWED,
+        ),
+        "start": RegionFactor(
+            "start",
+            "block start x:y, m from the gripper's start; gymnasium: A",
+            ((-0.15, -0.15), (0.15, 0.15)),
+            ((-0.15, -0.3), (0.15, -0.2)),
+            _FETCH_PUSH_ALLOWED,
+            accept=_off_gripper,
+            rule=f">= {FETCH_MIN_GAP} from the gripper",
+        ),
+    },
+    "fetch_reach": {
+        "goal": RegionFactor(
+            "goal",
+            "goal x:y:z, m from the gripper's start; gymnasium: A",
+            ((-0.15, -0.15, -0.15), (0.15, 0.15, 0.15)),
+            ((-0.15, -0.15, 0.2), (0.15, 0.15, 0.3)),
+            ((-0.4, -0.4, -0.4), (0.4, 0.4, 0.4)),
+        ),
+    },
+}
+
+
+# --- the variant and its string form ----------------------------------------------------------
+
+
+def _fmt_num(x: float) -> str:
+    return repr(float(x))
+
+
+def _fmt_point(p: Sequence[float]) -> str:
+    return ":".join(_fmt_num(x) for x in p)
+
+
+def _fmt_range(r: tuple[float, float]) -> str:
+    return f"[{r[0]:g}, {r[1]:g}]"
+
+
+def _fmt_box(box: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
+    lo, hi = box
+    return " ".join(f"{ax}[{l:g},{h:g}]" for ax, l, h in zip("xyz", lo, hi, strict=False))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A task plus the settings of some of its factors, sorted by factor name.
+
+    Each setting is a fixed multiplier (float), a fixed point (tuple of floats) or "A" / "B" (a
+    fresh value per episode from that range). No settings means the unchanged task.
+    """
+
+    task: str
+    settings: tuple[tuple[str, Setting], ...] = ()
+
+    def __str__(self) -> str:
+        if not self.settings:
+            return "none"
+        parts = []
+        for name, setting in self.settings:
+            if isinstance(setting, str):
+                parts.append(f"{name}={setting}")
+            elif isinstance(setting, tuple):
+                parts.append(f"{name}={_fmt_point(setting)}")
+            else:
+                parts.append(f"{name}={_fmt_num(setting)}")
+        return ",".join(parts)
+
+    def __post_init__(self) -> None:
+        factors = _task_factors(self.task)
+        for name, setting in self.settings:
+            if name not in factors:
+                raise ConfigError(
+                    f"unknown variant factor {name!r} for {self.task}: choose from "
+                    f"{', '.join(factors)}"
+                )
+            if isinstance(setting, str):
+                if setting not in ("A", "B"):
+                    raise ConfigError(f"variant {name}={setting!r}: a range is A or B")
+            else:
+                factors[name].check(setting)
+
+
+def _task_factors(task: str) -> dict[str, Factor]:
+    if task not in FACTORS:
+        raise ConfigError(
+            f"unknown env {task!r} for a variant: choose from {', '.join(sorted(FACTORS))}"
+        )
+    return FACTORS[task]
+
+
+def _parse_setting(task: str, factor: Factor, text: str) -> Setting:
+    if text.upper() in ("A", "B"):
+        return text.upper()
+    try:
+        numbers = tuple(float(t) for t in text.split(":"))
+    except ValueError:
+        what = "a number" if isinstance(factor, ScaleFactor) else ":".join(factor.axes)
+        raise ConfigError(
+            f"variant {factor.name}={text!r} for {task}: the value must be {what}, A or B"
+        ) from None
+    if isinstance(factor, ScaleFactor):
+        if len(numbers) != 1:
+            raise ConfigError(
+                f"variant {factor.name}={text!r} for {task}: the value must be one number "
+                "(a multiplier), A or B"
+            )
+        factor.check(numbers[0])
+        return numbers[0]
+    factor.check(numbers)
+    return numbers
+
+
+def parse_variant(task: str, text: str | None) -> Variant:
+    """The variant that one command-line string names (syntax in the module docstring).
+
+    "none", "" and None give the unchanged task (`Variant(task)`, no settings).
+
+    Raises:
+        ConfigError (a ValueError), one line naming the bad value and what is allowed: an
+        unknown task or factor, a repeated factor, a malformed value, or a value outside the
+        factor's physical range (a negative mass, a goal off the table).
+    """
+    factors = _task_factors(task)
+    text = (text or "").strip()
+    if text.lower() in ("", "none"):
+        return Variant(task)
+    settings: dict[str, Setting] = {}
+    for part in text.split(","):
+        name, eq, value = part.strip().partition("=")
+        name = name.strip()
+        if not eq or not value.strip():
+            raise ConfigError(
+                f"variant {part.strip()!r} for {task}: write factor=VALUE (VALUE a number, "
+                f"x:y, A or B), factors {', '.join(factors)}"
+            )
+        if name not in factors:
+            raise ConfigError(
+                f"unknown variant factor {name!r} for {task}: choose from {', '.join(factors)}"
+            )
+        if name in settings:
+            raise ConfigError(f"variant factor {name!r} is given twice in {text!r}")
+        settings[name] = _parse_setting(task, factors[name], value.strip())
+    return Variant(task, tuple(sorted(settings.items())))
+
+
+def describe_variants(task: str) -> str:
+    """The `--variant help` text of a task: each factor, what it changes and its ranges."""
+    factors = _task_factors(task)
+    rows = [("factor", "changes", "range A (train)", "range B (test)", "allowed")]
+    for f in factors.values():
+        if isinstance(f, ScaleFactor):
+            rows.append((f.name, f"x {f.changes}", _fmt_range(f.a), _fmt_range(f.b), f.allowed))
+        else:
+            rule = f"; draws {f.rule}" if f.rule else ""
+            rows.append(
+                (f.name, f.changes + rule, _fmt_box(f.a), _fmt_box(f.b), _fmt_box(f.allowed))
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        f"variants of {task}: --variant factor=VALUE[,factor=VALUE...] (none: the unchanged task)",
+        "VALUE: a number (a fixed multiplier, 'x' below), x:y[:z] (a fixed point), or A / B (a "
+        "fresh value per episode from that range, seeded by the reset seed)",
+    ]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --- applying a variant to a live env ---------------------------------------------------------
+
+
+def _episode_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, _SALT]))
+
+
+class VariantWrapper(gym.Wrapper):
+    """Applies a `Variant` at every reset (see the module docstring); steps are untouched.
+
+    Wrap the env gymnasium makes, before any observation wrapper: the region factors rebuild
+    the observation with `env.unwrapped._get_obs()`.
+    """
+
+    def __init__(self, env: gym.Env, variant: Variant):
+        super().__init__(env)
+        self.variant = variant
+        model = env.unwrapped.model
+        self._scales: list[tuple[ScaleFactor, Setting, list[tuple[str, Index, np.ndarray]]]] = []
+        self._regions: dict[str, tuple[RegionFactor, Setting]] = {}
+        for name, setting in variant.settings:
+            factor = FACTORS[variant.task][name]
+            if isinstance(factor, ScaleFactor):
+                nominal = [(f, i, getattr(model, f)[i].copy()) for f, i in factor.targets(model)]
+                self._scales.append((factor, setting, nominal))
+            else:
+                self._regions[name] = (factor, setting)
+        self._scratch = mujoco.MjData(model) if self._scales else None
+        self._rng: np.random.Generator | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = _episode_rng(seed)
+        elif self._rng is None:  # never seeded: follow the env's own (possibly random) seed
+            self._rng = _episode_rng(max(int(self.env.unwrapped.np_random_seed), 0))
+        values: dict[str, Any] = {}
+        for factor, setting, _ in self._scales:
+            values[factor.name] = self._draw_scale(factor, setting)
+        _apply_scales(self.env.unwrapped.model, self._scales, values, self._scratch)
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self._regions:
+            values.update(_PLACE[self.variant.task](self.env.unwrapped, self._points()))
+            obs = self.env.unwrapped._get_obs()
+        return obs, {**info, "variant": values}
+
+    def _draw_scale(self, factor: ScaleFactor, setting: Setting) -> float:
+        if isinstance(setting, str):
+            lo, hi = factor.a if setting == "A" else factor.b
+            return float(self._rng.uniform(lo, hi))
+        return float(setting)
+
+    def _points(self) -> dict[str, tuple[Callable[[], np.ndarray], bool]]:
+        """factor -> (a function giving its next point, whether that point is sampled)."""
+        out = {}
+        for name, (factor, setting) in self._regions.items():
+            if isinstance(setting, str):
+                out[name] = (lambda f=factor, s=setting: f.draw(self._rng, s), True)
+            else:
+                out[name] = (lambda p=setting: np.asarray(p, np.float64), False)
+        return out
+
+
+def _apply_scales(
+    model: mujoco.MjModel,
+    scales: list[tuple[ScaleFactor, Setting, list[tuple[str, Index, np.ndarray]]]],
+    values: dict[str, float],
+    scratch: mujoco.MjData | None,
+) -> None:
+    """Write nominal x value into the model for each scale factor, then recompute constants.
+
+    `scales` holds each factor with its targets' nominal values, taken once; `scratch` is an
+    MjData of the model that `mj_setConst` may overwrite (never the env's).
+    """
+    for factor, _, nominal in scales:
+        for field, index, value in nominal:
+            getattr(model, field)[index] = value * values[factor.name]
+        if factor.geometry:
+            for field, index, _ in nominal:
+                if field == "geom_size":
+                    _update_bounds(model, int(index[0]))
+    if scales:
+        mujoco.mj_setConst(model, scratch)
+
+
+Points = dict[str, tuple[Callable[[], np.ndarray], bool]]
+
+
+def _place_until(
+    points: Points,
+    current: dict[str, np.ndarray],
+    ok: Callable[[dict[str, np.ndarray]], bool],
+) -> dict[str, np.ndarray]:
+    """Draw the region points (fixed ones as given) until `ok`, redrawing only sampled ones."""
+    sampled = any(is_sampled for _, is_sampled in points.values())
+    for _ in range(_MAX_TRIES):
+        placed = {**current, **{name: draw() for name, (draw, _) in points.items()}}
+        if not sampled or ok(placed):
+            return placed
+    raise RuntimeError(f"variant regions {', '.join(points)}: no placement passes the task's rule")
+
+
+def _place_pusher(u: Any, points: Points) -> dict[str, list[float]]:
+    # qpos[-4:] = obj_slidey, obj_slidex, goal_slidey, goal_slidex: (x, y) is reversed
+    qpos, qvel = u.data.qpos.copy(), u.data.qvel.copy()
+    current = {"start": qpos[-4:-2][::-1].copy(), "goal": qpos[-2:][::-1].copy()}
+    gap = lambda p: np.linalg.norm(p["start"] - p["goal"]) > PUSHER_MIN_GAP  # noqa: E731
+    placed = _place_until(points, current, gap)
+    qpos[-4:-2], qpos[-2:] = placed["start"][::-1], placed["goal"][::-1]
+    u.set_state(qpos, qvel)
+    return {name: placed[name].tolist() for name in points}
+
+
+def _place_reacher(u: Any, points: Points) -> dict[str, list[float]]:
+    qpos, qvel = u.data.qpos.copy(), u.data.qvel.copy()
+    qpos[-2:] = points["goal"][0]()  # target joints: qpos = world x, y
+    u.set_state(qpos, qvel)
+    return {"goal": qpos[-2:].tolist()}
+
+
+def _place_fetch(u: Any, points: Points) -> dict[str, list[float]]:
+    grip = u.initial_gripper_xpos
+    out = {}
+    if "start" in points:
+        xy = points["start"][0]()
+        adr = u.model.jnt_qposadr[u.model.joint("object0:joint").id]
+        u.data.qpos[adr : adr + 2] = grip[:2] + xy
+        mujoco.mj_forward(u.model, u.data)
+        out["start"] = xy.tolist()
+    if "goal" in points:
+        offset = points["goal"][0]()
+        if offset.size == 2:  # FetchPush: on the table, at the height gymnasium puts it
+            goal = np.array([grip[0] + offset[0], grip[1] + offset[1], u.height_offset])
+        else:
+            goal = grip + offset
+        u.goal = goal
+        out["goal"] = offset.tolist()
+    return out
+
+
+_PLACE: dict[str, Callable[[Any, Points], dict[str, list[float]]]] = {
+    "pusher": _place_pusher,
+    "reacher": _place_reacher,
+    "fetch_push": _place_fetch,
+    "fetch_reach": _place_fetch,
+}
