@@ -29,12 +29,8 @@ from prototypes.envs.discrete_arm import exact_dbn
 from prototypes.envs.factored_mdp import make_random_mdp, sample_transitions
 from prototypes.graphs import BPConfig
 from prototypes.models import factored
-from prototypes.models.factored import (
-    FactoredModelConfig,
-    learn_dbn,
-    make_factored_model,
-    make_graph_planner,
-)
+from prototypes.models.factored import FactoredModelConfig, learn_dbn, make_factored_model
+from prototypes.planning.graph_planner import make_graph_planner
 
 try:  # kernprof -l puts a LineProfiler named `profile` into builtins
     profile  # type: ignore[name-defined]  # noqa: B018

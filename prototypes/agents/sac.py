@@ -10,13 +10,17 @@ target entropy and network inputs do not depend on the task's action scale.
 
 The building blocks (`soft_bellman_target`, `tanh_gaussian_log_prob`, `polyak_update`,
 `critic_loss`, `actor_loss`, `alpha_loss`) are plain functions that the tests check against hand
-computations; `make_sac(cfg, spec)` composes them into one jitted `update`.
+computations. `soft_q_target`, `critic_objective` and `actor_objective` apply them to a batch
+through the networks, every loss is minimised by the one optimiser step `gradient_step`, and
+`make_sac(cfg, spec)` composes these into one jitted `update`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -28,6 +32,8 @@ from flax import struct
 from prototypes.config import arg, check
 from prototypes.envs.registry import EnvSpec
 from prototypes.types import Array, Bool, Float, Metrics, Params, PRNGKey, Transition
+
+ApplyFn = Callable[..., Any]  # a Flax module's apply: (params, *inputs) -> outputs
 
 __all__ = [
     "SACConfig",
@@ -43,6 +49,14 @@ __all__ = [
     "critic_loss",
     "actor_loss",
     "alpha_loss",
+    "gradient_step",
+    "unit_to_env",
+    "env_to_unit",
+    "twin_q",
+    "soft_q_target",
+    "critic_objective",
+    "actor_objective",
+    "alpha_objective",
 ]
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -169,6 +183,105 @@ def alpha_loss(
     return -log_alpha * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy)
 
 
+def gradient_step(
+    loss_fn: Callable[..., tuple[Float[Array, ""], Any]],
+    tx: optax.GradientTransformation,
+    params: Params,
+    opt_state: optax.OptState,
+    *loss_args: Any,
+) -> tuple[Params, optax.OptState, Float[Array, ""], Any]:
+    """One optimiser step on `loss_fn(params, *loss_args) -> (loss, aux)`, differentiated in
+    `params` only (the other arguments are held fixed).
+
+    Returns:
+        (updated params, updated optimiser state, the loss at the old params, its aux).
+    """
+    (value, aux), grads = jax.value_and_grad(lambda p: loss_fn(p, *loss_args), has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value, aux
+
+
+def unit_to_env(
+    unit: Float[Array, "B A"], low: Float[Array, " A"], high: Float[Array, " A"]
+) -> Float[Array, "B A"]:
+    """Map [-1, 1]^A affinely onto the env's box [low, high]."""
+    lo, hi = jnp.broadcast_to(low, unit.shape), jnp.broadcast_to(high, unit.shape)
+    return lo + (unit + 1.0) * 0.5 * (hi - lo)
+
+
+def env_to_unit(
+    action: Float[Array, "B A"], low: Float[Array, " A"], high: Float[Array, " A"]
+) -> Float[Array, "B A"]:
+    """The inverse of `unit_to_env`, clipped to [-1, 1]^A."""
+    lo, hi = jnp.broadcast_to(low, action.shape), jnp.broadcast_to(high, action.shape)
+    return jnp.clip(2.0 * (action - lo) / (hi - lo) - 1.0, -1.0, 1.0)
+
+
+def twin_q(
+    critic_apply: ApplyFn,
+    params: Params,
+    obs: Float[Array, "B O"],
+    unit_action: Float[Array, "B A"],
+) -> tuple[Float[Array, " B"], Float[Array, " B"]]:
+    """Q1, Q2 of the twin-stacked critic params (leading dim 2)."""
+    q = jax.vmap(critic_apply, in_axes=(0, None, None))(params, obs, unit_action)
+    return q[0], q[1]
+
+
+def soft_q_target(
+    actor_apply: ApplyFn,
+    critic_apply: ApplyFn,
+    actor_params: Params,
+    target_critic_params: Params,
+    key: PRNGKey,
+    batch: Transition,
+    alpha: Float[Array, ""],
+    gamma: float,
+) -> Float[Array, " B"]:
+    """`soft_bellman_target` with a' ~ pi(. | s') and the target critics at (s', a').
+    The key is consumed."""
+    next_mean, next_log_std = actor_apply(actor_params, batch.next_obs)
+    next_action, next_logp = sample_tanh_gaussian(key, next_mean, next_log_std)
+    tq1, tq2 = twin_q(critic_apply, target_critic_params, batch.next_obs, next_action)
+    return soft_bellman_target(batch.reward, batch.done, tq1, tq2, next_logp, alpha, gamma)
+
+
+def critic_objective(
+    critic_apply: ApplyFn,
+    params: Params,
+    obs: Float[Array, "B O"],
+    unit_action: Float[Array, "B A"],
+    target: Float[Array, " B"],
+) -> tuple[Float[Array, ""], tuple[Float[Array, " B"], Float[Array, " B"]]]:
+    """`critic_loss` of the twins at (obs, unit_action); aux (Q1, Q2)."""
+    q1, q2 = twin_q(critic_apply, params, obs, unit_action)
+    return critic_loss(q1, q2, target), (q1, q2)
+
+
+def actor_objective(
+    actor_apply: ApplyFn,
+    critic_apply: ApplyFn,
+    params: Params,
+    critic_params: Params,
+    key: PRNGKey,
+    obs: Float[Array, "B O"],
+    alpha: Float[Array, ""],
+) -> tuple[Float[Array, ""], Float[Array, " B"]]:
+    """`actor_loss` of a reparameterised a ~ pi(. | obs) under the critics; aux log pi(a | obs).
+    The key is consumed."""
+    mean, log_std = actor_apply(params, obs)
+    pi_action, logp = sample_tanh_gaussian(key, mean, log_std)
+    pq1, pq2 = twin_q(critic_apply, critic_params, obs, pi_action)
+    return actor_loss(pq1, pq2, logp, alpha), logp
+
+
+def alpha_objective(
+    log_alpha: Float[Array, ""], log_prob: Float[Array, " B"], target_entropy: float
+) -> tuple[Float[Array, ""], None]:
+    """`alpha_loss` in the (loss, aux) form of `gradient_step`; no aux."""
+    return alpha_loss(log_alpha, log_prob, target_entropy), None
+
+
 # --- the agent ----------------------------------------------------------------------------------
 
 
@@ -216,17 +329,11 @@ def make_sac(cfg: SACConfig, spec: EnvSpec) -> SAC:
     high = jnp.asarray(np.asarray(spec.action_high, np.float32))
     log_alpha0 = float(np.log(cfg.init_alpha))
 
-    def to_env(unit: Float[Array, "B A"]) -> Float[Array, "B A"]:
-        lo, hi = jnp.broadcast_to(low, unit.shape), jnp.broadcast_to(high, unit.shape)
-        return lo + (unit + 1.0) * 0.5 * (hi - lo)
-
-    def to_unit(action: Float[Array, "B A"]) -> Float[Array, "B A"]:
-        lo, hi = jnp.broadcast_to(low, action.shape), jnp.broadcast_to(high, action.shape)
-        return jnp.clip(2.0 * (action - lo) / (hi - lo) - 1.0, -1.0, 1.0)
-
-    def q_twin(params: Params, obs, unit_action) -> tuple[Array, Array]:
-        q = jax.vmap(critic_net.apply, in_axes=(0, None, None))(params, obs, unit_action)
-        return q[0], q[1]
+    to_env = functools.partial(unit_to_env, low=low, high=high)
+    to_unit = functools.partial(env_to_unit, low=low, high=high)
+    q_target = functools.partial(soft_q_target, actor_net.apply, critic_net.apply)
+    critic_obj = functools.partial(critic_objective, critic_net.apply)
+    actor_obj = functools.partial(actor_objective, actor_net.apply, critic_net.apply)
 
     def init(key: PRNGKey) -> SACState:
         key_actor, key_critic = jax.random.split(key)
@@ -278,38 +385,17 @@ def make_sac(cfg: SACConfig, spec: EnvSpec) -> SAC:
         losses are computed from the same state. The key is consumed."""
         key_next, key_pi = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
-        unit_action = to_unit(batch.action)
-
-        # critic
-        next_mean, next_log_std = actor_net.apply(state.actor, batch.next_obs)
-        next_action, next_logp = sample_tanh_gaussian(key_next, next_mean, next_log_std)
-        tq1, tq2 = q_twin(state.target_critic, batch.next_obs, next_action)
-        target = soft_bellman_target(batch.reward, batch.done, tq1, tq2, next_logp, alpha, gamma)
-
-        def c_loss(params):
-            q1, q2 = q_twin(params, batch.obs, unit_action)
-            return critic_loss(q1, q2, target), (q1, q2)
-
-        (c_val, (q1, _)), c_grads = jax.value_and_grad(c_loss, has_aux=True)(state.critic)
-        c_updates, critic_opt = critic_tx.update(c_grads, state.critic_opt, state.critic)
-        critic = optax.apply_updates(state.critic, c_updates)
-
-        # actor
-        def a_loss(params):
-            mean, log_std = actor_net.apply(params, batch.obs)
-            pi_action, logp = sample_tanh_gaussian(key_pi, mean, log_std)
-            pq1, pq2 = q_twin(state.critic, batch.obs, pi_action)
-            return actor_loss(pq1, pq2, logp, alpha), logp
-
-        (a_val, logp), a_grads = jax.value_and_grad(a_loss, has_aux=True)(state.actor)
-        a_updates, actor_opt = actor_tx.update(a_grads, state.actor_opt, state.actor)
-        actor = optax.apply_updates(state.actor, a_updates)
-
-        # temperature
-        t_val, t_grad = jax.value_and_grad(alpha_loss)(state.log_alpha, logp, target_entropy)
-        t_updates, alpha_opt = alpha_tx.update(t_grad, state.alpha_opt, state.log_alpha)
-        log_alpha = optax.apply_updates(state.log_alpha, t_updates)
-
+        obs, unit_action = batch.obs, to_unit(batch.action)
+        target = q_target(state.actor, state.target_critic, key_next, batch, alpha, gamma)
+        critic, critic_opt, c_val, (q1, _) = gradient_step(
+            critic_obj, critic_tx, state.critic, state.critic_opt, obs, unit_action, target
+        )
+        actor, actor_opt, a_val, logp = gradient_step(
+            actor_obj, actor_tx, state.actor, state.actor_opt, state.critic, key_pi, obs, alpha
+        )
+        log_alpha, alpha_opt, t_val, _ = gradient_step(
+            alpha_objective, alpha_tx, state.log_alpha, state.alpha_opt, logp, target_entropy
+        )
         new_state = SACState(
             actor=actor,
             critic=critic,

@@ -19,6 +19,8 @@ Propagation (how `predict` assigns the B states of a batch to members):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +37,24 @@ from prototypes.models.base import TrainingDivergedError, WorldModel
 from prototypes.models.normalizer import Normalizer, fit_normalizer
 from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Transition
 
-__all__ = ["EnsembleConfig", "EnsembleState", "GaussianMLP", "make_ensemble", "gaussian_nll"]
+__all__ = [
+    "EnsembleConfig",
+    "EnsembleState",
+    "GaussianMLP",
+    "make_ensemble",
+    "gaussian_nll",
+    "member_moments",
+    "sample_by_member",
+    "predict_ts1",
+    "predict_tsinf",
+    "predict_expectation",
+    "PREDICT_BY_PROPAGATION",
+    "ensemble_loss",
+    "holdout_mse",
+    "training_arrays",
+    "holdout_split",
+    "minibatch_indices",
+]
 
 Propagation = Literal["ts1", "tsinf", "expectation"]
 
@@ -116,6 +135,140 @@ def gaussian_nll(
     return jnp.mean((target - mean) ** 2 * jnp.exp(-logvar) + logvar)
 
 
+# --- prediction: one function per propagation mode ----------------------------------------------
+# Each maps normalised inputs x [B, O + A] to a normalised delta [B, O] with the member-stacked
+# params (leading dim E) of a one-member `apply_fn(params, x [M, I]) -> (mean, logvar) [M, O]`.
+
+ApplyFn = Callable[[Params, Float[Array, "M I"]], tuple[Float[Array, "M O"], Float[Array, "M O"]]]
+
+
+def _num_members(params: Params) -> int:
+    return jax.tree.leaves(params)[0].shape[0]
+
+
+def member_moments(
+    apply_fn: ApplyFn, params: Params, x: Float[Array, "E M I"]
+) -> tuple[Float[Array, "E M O"], Float[Array, "E M O"]]:
+    """Mean and log-variance of member e on its own rows x[e]."""
+    return jax.vmap(apply_fn)(params, x)
+
+
+def sample_by_member(
+    apply_fn: ApplyFn, params: Params, key: PRNGKey, x: Float[Array, "B I"]
+) -> Float[Array, "B O"]:
+    """Row b goes to member b % E, which draws mean + exp(logvar / 2) * noise for it.
+
+    B need not be a multiple of E: zero rows pad the batch to one and are dropped afterwards, so
+    they never shift the assignment. The key (the noise) is consumed.
+    """
+    E = _num_members(params)
+    B, I = x.shape
+    pad = (-B) % E  # members get equal shares; padding rows are dropped afterwards
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, I), x.dtype)], axis=0)
+    # row b goes to member b % E: reshape [M, E] then put E first
+    xs = x.reshape(-1, E, I).transpose(1, 0, 2)
+    mean, logvar = member_moments(apply_fn, params, xs)
+    noise = jax.random.normal(key, mean.shape, mean.dtype)
+    z = mean + jnp.exp(0.5 * logvar) * noise
+    return z.transpose(1, 0, 2).reshape(-1, mean.shape[-1])[:B]
+
+
+def predict_tsinf(
+    apply_fn: ApplyFn, params: Params, key: PRNGKey, x: Float[Array, "B I"]
+) -> Float[Array, "B O"]:
+    """TS-inf: row b always goes to member b % E. The key is consumed: split into (unused, noise),
+    the same split as `predict_ts1`, so both modes draw the same noise from one key."""
+    _, key_noise = jax.random.split(key)
+    return sample_by_member(apply_fn, params, key_noise, x)
+
+
+def predict_ts1(
+    apply_fn: ApplyFn, params: Params, key: PRNGKey, x: Float[Array, "B I"]
+) -> Float[Array, "B O"]:
+    """TS-1: a fresh random member for every row. The rows are permuted (first half of the key),
+    assigned as in TS-inf (noise from the second half), and put back in order: row b goes to
+    member perm^-1(b) % E. The key is consumed."""
+    key_perm, key_noise = jax.random.split(key)
+    perm = jax.random.permutation(key_perm, x.shape[0])
+    z = sample_by_member(apply_fn, params, key_noise, x[perm])
+    return z[jnp.argsort(perm)]  # undo the permutation
+
+
+def predict_expectation(
+    apply_fn: ApplyFn, params: Params, key: PRNGKey, x: Float[Array, "B I"]
+) -> Float[Array, "B O"]:
+    """Every row through every member; the mean over members of the predicted means (no noise).
+    The key is unused."""
+    del key
+    E = _num_members(params)
+    mean, _ = member_moments(apply_fn, params, jnp.broadcast_to(x, (E,) + x.shape))
+    return jnp.mean(mean, axis=0)
+
+
+PREDICT_BY_PROPAGATION: dict[str, Callable[..., Float[Array, "B O"]]] = {
+    "ts1": predict_ts1,
+    "tsinf": predict_tsinf,
+    "expectation": predict_expectation,
+}
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+def ensemble_loss(
+    apply_fn: ApplyFn,
+    params: Params,
+    x: Float[Array, "E M I"],
+    y: Float[Array, "E M O"],
+    logvar_penalty: float,
+) -> tuple[Float[Array, ""], Metrics]:
+    """Sum over members of each one's Gaussian NLL on its own rows (x, y normalised), plus
+    logvar_penalty * (sum max_logvar - sum min_logvar) / E; metrics["nll"] is the members' mean."""
+    E = _num_members(params)
+    mean, logvar = member_moments(apply_fn, params, x)
+    nll = jax.vmap(gaussian_nll)(mean, logvar, y)  # [E]
+    bounds = params["params"]
+    penalty = logvar_penalty * (jnp.sum(bounds["max_logvar"]) - jnp.sum(bounds["min_logvar"])) / E
+    total = jnp.sum(nll) + penalty
+    return total, {"nll": jnp.mean(nll)}
+
+
+def holdout_mse(
+    apply_fn: ApplyFn,
+    params: Params,
+    x: Float[Array, "N I"],
+    y: Float[Array, "N O"],
+    idx: Array,
+    weight: Float[Array, " H"],
+) -> Float[Array, " E"]:
+    """Per-member weighted MSE of the mean over rows idx [H] (weight 0 marks padding)."""
+    E = _num_members(params)
+    xs, ys = x[idx], y[idx]
+    mean, _ = member_moments(apply_fn, params, jnp.broadcast_to(xs, (E,) + xs.shape))
+    err = jnp.mean((mean - ys[None]) ** 2, axis=2)  # [E, H]
+    return jnp.sum(err * weight[None], axis=1) / jnp.sum(weight)
+
+
+def _make_train_steps(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+    """A jitted (state, x_all, y_all, idx [S, E, M]) -> (state, mean nll): S gradient steps of
+    `loss_fn(params, x, y) -> (loss, {"nll": ...})`, minibatch s being the rows idx[s]."""
+
+    @jax.jit
+    def train_steps(state: EnsembleState, x_all, y_all, idx: Array):
+        def one(carry, batch_idx):
+            params, opt_state = carry
+            x, y = x_all[batch_idx], y_all[batch_idx]
+            (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), metrics["nll"]
+
+        (params, opt_state), nll = jax.lax.scan(one, (state.params, state.opt_state), idx)
+        return state.replace(params=params, opt_state=opt_state), jnp.mean(nll)
+
+    return train_steps
+
+
 _CHUNK = 8  # gradient steps per jitted call
 
 
@@ -128,13 +281,84 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([x, np.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)], axis=0)
 
 
+def training_arrays(data: Transition) -> tuple[Array, Array, Normalizer, Normalizer]:
+    """Normalisers fitted to the inputs [obs, action] and deltas next_obs - obs, and both
+    normalised on the host, zero-padded to `_bucket(N)` rows: x [N', O + A], y [N', O].
+
+    The power-of-two row count makes the jitted steps compile a handful of times over a run
+    instead of once per fit as the data grows.
+    """
+    obs = np.asarray(data.obs, np.float32)
+    x_raw = np.concatenate([obs, np.asarray(data.action, np.float32)], axis=-1)
+    d_raw = np.asarray(data.next_obs, np.float32) - obs
+    n = x_raw.shape[0]
+    in_norm, out_norm = fit_normalizer(x_raw), fit_normalizer(d_raw)
+    x = _pad_rows((x_raw - np.asarray(in_norm.mean)) / np.asarray(in_norm.std), _bucket(n))
+    y = _pad_rows((d_raw - np.asarray(out_norm.mean)) / np.asarray(out_norm.std), _bucket(n))
+    return jnp.asarray(x), jnp.asarray(y), in_norm, out_norm
+
+
+def holdout_split(
+    rng: np.random.Generator, n: int, holdout: float
+) -> tuple[np.ndarray, Array, Array]:
+    """Shuffle rows 0..n-1 and hold out the first int(holdout * n) (none if n < 20).
+
+    Returns:
+        train rows [n - H]; held-out rows [_bucket(H)] int32 (cycled to fill); their weights,
+        1 for the H real rows and 0 for the fill. The generator advances by one permutation.
+    """
+    perm = rng.permutation(n)
+    n_hold = int(holdout * n) if n >= 20 else 0
+    hold, train = perm[:n_hold], perm[n_hold:]
+    hold_idx = jnp.asarray(np.resize(hold, _bucket(max(n_hold, 1))), jnp.int32)
+    hold_w = jnp.asarray(np.arange(hold_idx.shape[0]) < n_hold, jnp.float32)
+    return train, hold_idx, hold_w
+
+
+def minibatch_indices(
+    rng: np.random.Generator,
+    train: np.ndarray,
+    steps: int,
+    members: int,
+    batch_size: int,
+    bootstrap: bool,
+) -> np.ndarray:
+    """Rows of `train` for one epoch, [steps, E, batch_size]: drawn with replacement per member
+    (bootstrap), or else each member's own shuffle of `train` repeated to fill the epoch."""
+    if bootstrap:
+        return train[rng.integers(0, len(train), (steps, members, batch_size))]
+    idx = np.stack(
+        [rng.permutation(np.resize(train, steps * batch_size)) for _ in range(members)],
+        axis=0,
+    )
+    return idx.reshape(members, steps, batch_size).transpose(1, 0, 2)
+
+
+@jax.jit
+def _select_members(mask, new: Params, old: Params) -> Params:
+    """Member-wise choice: member e of the result is new[e] where mask[e], else old[e]."""
+    return jax.tree.map(
+        lambda a, b: jnp.where(mask.reshape((mask.shape[0],) + (1,) * (a.ndim - 1)), a, b), new, old
+    )
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
 def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
     """Build the PETS ensemble for a task. The returned functions close over plain scalars."""
     E, O, A = cfg.members, spec.obs_dim, spec.act_dim
     net = GaussianMLP(out_dim=O, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
     optimizer = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
-    propagation, batch_size = cfg.propagation, cfg.batch_size
+    propagate = PREDICT_BY_PROPAGATION[cfg.propagation]
+    batch_size, bootstrap, holdout = cfg.batch_size, cfg.bootstrap, cfg.holdout
+    max_epochs, patience, learning_rate = cfg.max_epochs, cfg.patience, cfg.learning_rate
+    logvar_penalty = cfg.logvar_penalty
     reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
+    train_steps = _make_train_steps(
+        lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty), optimizer
+    )
+    member_holdout_mse = jax.jit(functools.partial(holdout_mse, net.apply))
 
     def init(key: PRNGKey, example: Transition) -> EnsembleState:
         del example  # shapes come from the spec
@@ -148,68 +372,12 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             out_norm=Normalizer.identity(O),
         )
 
-    def _forward_members(params: Params, x: Float[Array, "E M I"]):
-        return jax.vmap(net.apply)(params, x)  # each [E, M, O]
-
     def predict(state: EnsembleState, key: PRNGKey, obs, action) -> Step:
         """Batched: obs [B, O], action [B, A] -> Step [B]. The key is consumed."""
-        B = obs.shape[0]
-        key_perm, key_noise = jax.random.split(key)
         x = state.in_norm.normalize(jnp.concatenate([obs, action], axis=-1))
-        if propagation == "expectation":
-            mean, _ = _forward_members(state.params, jnp.broadcast_to(x, (E, B, O + A)))
-            delta = state.out_norm.denormalize_or_mean(jnp.mean(mean, axis=0))
-        else:
-            pad = (-B) % E  # members get equal shares; padding rows are dropped afterwards
-            if propagation == "ts1":
-                perm = jax.random.permutation(key_perm, B)
-                x = x[perm]
-            if pad:
-                x = jnp.concatenate([x, jnp.zeros((pad, O + A), x.dtype)], axis=0)
-            # row b goes to member b % E: reshape [M, E] then put E first
-            xs = x.reshape(-1, E, O + A).transpose(1, 0, 2)
-            mean, logvar = _forward_members(state.params, xs)
-            noise = jax.random.normal(key_noise, mean.shape, mean.dtype)
-            z = mean + jnp.exp(0.5 * logvar) * noise
-            z = z.transpose(1, 0, 2).reshape(-1, O)[:B]
-            if propagation == "ts1":
-                z = z[jnp.argsort(perm)]  # undo the permutation
-            delta = state.out_norm.denormalize_or_mean(z)
+        delta = state.out_norm.denormalize_or_mean(propagate(net.apply, state.params, key, x))
         next_obs = obs + delta
         return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
-
-    def loss(params: Params, state: EnsembleState, x, y) -> tuple[Array, Metrics]:
-        """x [E, M, O+A], y [E, M, O], both normalised."""
-        mean, logvar = _forward_members(params, x)
-        nll = jax.vmap(gaussian_nll)(mean, logvar, y)  # [E]
-        bounds = params["params"]
-        penalty = (
-            cfg.logvar_penalty * (jnp.sum(bounds["max_logvar"]) - jnp.sum(bounds["min_logvar"])) / E
-        )
-        total = jnp.sum(nll) + penalty
-        return total, {"nll": jnp.mean(nll)}
-
-    @jax.jit
-    def train_steps(state: EnsembleState, x_all, y_all, idx: Array):
-        """Gradient steps over the minibatches idx [S, E, M] (rows of x_all, y_all)."""
-
-        def one(carry, batch_idx):
-            params, opt_state = carry
-            x, y = x_all[batch_idx], y_all[batch_idx]
-            (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params, state, x, y)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), metrics["nll"]
-
-        (params, opt_state), nll = jax.lax.scan(one, (state.params, state.opt_state), idx)
-        return state.replace(params=params, opt_state=opt_state), jnp.mean(nll)
-
-    @jax.jit
-    def holdout_mse(params: Params, x, y, idx, weight) -> Float[Array, " E"]:
-        """Per-member weighted MSE of the mean over rows idx (weight 0 marks padding)."""
-        xs, ys = x[idx], y[idx]
-        mean, _ = _forward_members(params, jnp.broadcast_to(xs, (E,) + xs.shape))
-        err = jnp.mean((mean - ys[None]) ** 2, axis=2)  # [E, H]
-        return jnp.sum(err * weight[None], axis=1) / jnp.sum(weight)
 
     def fit(state: EnsembleState, key: PRNGKey, data: Transition) -> tuple[EnsembleState, Metrics]:
         """Refit normalisers, then train with early stopping on a held-out split (host loop).
@@ -217,36 +385,17 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         Minibatch index arrays are drawn with NumPy from a generator seeded by `key`, and padded
         to a fixed chunk length so the jitted step compiles once per chunk shape.
         """
-        obs = np.asarray(data.obs, np.float32)
-        x_raw = np.concatenate([obs, np.asarray(data.action, np.float32)], axis=-1)
-        d_raw = np.asarray(data.next_obs, np.float32) - obs
-        n = x_raw.shape[0]
-        in_norm, out_norm = fit_normalizer(x_raw), fit_normalizer(d_raw)
+        n = len(data.obs)
+        x, y, in_norm, out_norm = training_arrays(data)
         state = state.replace(in_norm=in_norm, out_norm=out_norm)
-        # Normalise on the host and pad to a power-of-two row count: the jitted steps then
-        # compile a handful of times over a run instead of once per fit as the data grows.
-        x = _pad_rows((x_raw - np.asarray(in_norm.mean)) / np.asarray(in_norm.std), _bucket(n))
-        y = _pad_rows((d_raw - np.asarray(out_norm.mean)) / np.asarray(out_norm.std), _bucket(n))
-        x, y = jnp.asarray(x), jnp.asarray(y)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-        perm = rng.permutation(n)
-        n_hold = int(cfg.holdout * n) if n >= 20 else 0
-        hold, train = perm[:n_hold], perm[n_hold:]
-        hold_idx = jnp.asarray(np.resize(hold, _bucket(max(n_hold, 1))), jnp.int32)
-        hold_w = jnp.asarray(np.arange(hold_idx.shape[0]) < n_hold, jnp.float32)
+        train, hold_idx, hold_w = holdout_split(rng, n, holdout)
+        n_hold = n - len(train)
         n_chunks = -(-len(train) // (batch_size * _CHUNK))  # ceil: an epoch covers the data once
         best = np.full(E, np.inf)
         best_params, epochs_since, epoch, train_nll = state.params, 0, 0, float("nan")
-        for epoch in range(1, cfg.max_epochs + 1):
-            steps = n_chunks * _CHUNK
-            if cfg.bootstrap:
-                idx = train[rng.integers(0, len(train), (steps, E, batch_size))]
-            else:
-                idx = np.stack(
-                    [rng.permutation(np.resize(train, steps * batch_size)) for _ in range(E)],
-                    axis=0,
-                )
-                idx = idx.reshape(E, steps, batch_size).transpose(1, 0, 2)
+        for epoch in range(1, max_epochs + 1):
+            idx = minibatch_indices(rng, train, n_chunks * _CHUNK, E, batch_size, bootstrap)
             idx = jnp.asarray(idx, jnp.int32)
             nlls = []
             for c in range(n_chunks):
@@ -256,13 +405,13 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             if not np.isfinite(train_nll):
                 raise TrainingDivergedError(
                     f"model training loss became {train_nll} at epoch {epoch} on {n} transitions "
-                    f"(learning_rate={cfg.learning_rate}); lower --model.learning-rate "
+                    f"(learning_rate={learning_rate}); lower --model.learning-rate "
                     "or check the data for NaN/inf"
                 )
             if n_hold == 0:
                 best_params = state.params
                 continue
-            mse = np.asarray(holdout_mse(state.params, x, y, hold_idx, hold_w))
+            mse = np.asarray(member_holdout_mse(state.params, x, y, hold_idx, hold_w))
             improved = mse < best * (1 - 1e-4)
             if improved.any():
                 best_params = _select_members(jnp.asarray(improved), state.params, best_params)
@@ -270,7 +419,7 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
                 epochs_since = 0
             else:
                 epochs_since += 1
-                if epochs_since >= cfg.patience:
+                if epochs_since >= patience:
                     break
         state = state.replace(params=best_params)
         metrics = {
@@ -281,11 +430,3 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         return state, metrics
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="ensemble")
-
-
-@jax.jit
-def _select_members(mask, new: Params, old: Params) -> Params:
-    """Member-wise choice: member e of the result is new[e] where mask[e], else old[e]."""
-    return jax.tree.map(
-        lambda a, b: jnp.where(mask.reshape((mask.shape[0],) + (1,) * (a.ndim - 1)), a, b), new, old
-    )

@@ -38,22 +38,13 @@ gather: config = sum_p inputs[pa_p] * stride_p, then log_probs[i, config]. Actio
 [B, 1] floats (what the continuous planners produce) and are floored and clipped to
 0..num_actions - 1, so a uniform sample of [0, num_actions) is a uniform discrete action.
 
-Planning by inference (`unrolled_graph`, `make_graph_planner`): the DBN unrolled over T steps is
-a factor graph over x_i@t, action@t, with one table factor log P(x_i@t+1 | parents@t) per
-variable and step and reward factors beta * R(x@t+1). Max-product BP on it approximates
-
-    max over a_0..a_{T-1}, x_1..x_T of  sum_t log P(x_{t+1} | x_t, a_t) + beta R(x_{t+1})
-
-given x_0 (clamped), and the first action is decoded from its max-marginal. For deterministic
-dynamics this is exactly the best action sequence; with stochastic dynamics it plans for the
-most likely outcome (optimistic about which outcome happens, penalised by its log probability).
-On a tree-structured unrolling BP is exact; on loopy ones it is the usual approximation.
+Planning by inference on the learned DBN lives in planning/graph_planner.py: hand it the
+tables as a `FactoredMDP` (`state_to_dbn(spec, state)`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,15 +63,6 @@ from prototypes.envs.factored_mdp import (
     check_actions,
     check_states,
 )
-from prototypes.graphs import (
-    BPConfig,
-    CompiledGraph,
-    FactorGraph,
-    TableFactor,
-    Variable,
-    compile_graph,
-    make_bp,
-)
 from prototypes.models.base import WorldModel
 from prototypes.types import Metrics, PRNGKey, Step, Transition
 
@@ -95,9 +77,6 @@ __all__ = [
     "learn_dbn",
     "dbn_to_state",
     "state_to_dbn",
-    "unrolled_graph",
-    "GraphPlanner",
-    "make_graph_planner",
 ]
 
 ScoreKind = Literal["bdeu", "bic"]
@@ -112,8 +91,11 @@ class FactoredModelConfig:
     score: ScoreKind = arg("bic", "structure score: bic, or bdeu (no charge for unseen configs)")
     ess: float = arg(1.0, "BDeu equivalent sample size (prior strength)")
     pseudocount: float = arg(0.1, "Dirichlet pseudocount per table cell of the CPT estimates")
-    backoff: int = arg(-1, "centre each table's Dirichlet prior on the best family of at most "
-                       "this many of its parents (-1: uniform prior)")
+    backoff: int = arg(
+        -1,
+        "centre each table's Dirichlet prior on the best family of at most "
+        "this many of its parents (-1: uniform prior)",
+    )
     mode: PredictMode = arg("mode", "predict: mode (most likely next state) or sample")
 
     def __post_init__(self) -> None:
@@ -181,8 +163,9 @@ def family_score(counts: ArrayLike, kind: ScoreKind = "bic", ess: float = 1.0) -
     raise ValueError(f"unknown score {kind!r}; allowed: bic, bdeu")
 
 
-def estimate_cpt(counts: ArrayLike, pseudocount: float, prior: ArrayLike | None = None
-                 ) -> np.ndarray:
+def estimate_cpt(
+    counts: ArrayLike, pseudocount: float, prior: ArrayLike | None = None
+) -> np.ndarray:
     """Dirichlet-smoothed conditional table [q, r]: (N_jk + alpha r p_jk) / (N_j + alpha r).
 
     With the uniform prior p = 1/r (the default) this is (N_jk + alpha) / (N_j + r alpha); a
@@ -216,8 +199,7 @@ def learn_parents(
     best, best_score = (), -np.inf
     for size in range(min(max_parents, inputs.shape[1]) + 1):
         for ps in itertools.combinations(range(inputs.shape[1]), size):
-            s = family_score(family_counts(inputs, targets, ps, input_cards, child_card), kind,
-                             ess)
+            s = family_score(family_counts(inputs, targets, ps, input_cards, child_card), kind, ess)
             if s > best_score + 1e-9:
                 best, best_score = ps, s
     return best, best_score
@@ -228,8 +210,10 @@ def _as_inputs(spec: FactoredSpec, states, actions, next_states):
     next_states = check_states(spec, next_states, "next state")
     actions = check_actions(spec, actions)
     if not len(states) == len(actions) == len(next_states):
-        raise ValueError(f"{len(states)} states, {len(actions)} actions and {len(next_states)} "
-                         "next states; need the same number")
+        raise ValueError(
+            f"{len(states)} states, {len(actions)} actions and {len(next_states)} "
+            "next states; need the same number"
+        )
     return np.concatenate([states, actions[:, None]], axis=1).astype(np.int64), next_states
 
 
@@ -261,8 +245,11 @@ def learn_dbn(
     inputs, next_states = _as_inputs(spec, states, actions, next_states)
     cards = spec.input_cards
     # Configuration indices depend only on the parent subset: compute each once for all children.
-    subsets = [ps for size in range(min(max_parents, len(cards)) + 1)
-               for ps in itertools.combinations(range(len(cards)), size)]
+    subsets = [
+        ps
+        for size in range(min(max_parents, len(cards)) + 1)
+        for ps in itertools.combinations(range(len(cards)), size)
+    ]
     scores: list[dict[tuple[int, ...], float]] = [{} for _ in spec.cards]
     best = [((), -np.inf)] * spec.num_vars
     for ps in subsets:
@@ -279,8 +266,10 @@ def learn_dbn(
         counts = family_counts(inputs, next_states[:, i], ps, cards, r)
         prior = None
         if backoff >= 0 and len(ps) > backoff:
-            sub = max((b for b in scores[i] if len(b) <= backoff and set(b) <= set(ps)),
-                      key=lambda b: scores[i][b])
+            sub = max(
+                (b for b in scores[i] if len(b) <= backoff and set(b) <= set(ps)),
+                key=lambda b: scores[i][b],
+            )
             sub_counts = family_counts(inputs, next_states[:, i], sub, cards, r)
             sub_cpt = estimate_cpt(sub_counts, pseudocount).reshape(*(cards[p] for p in sub), r)
             missing = tuple(ax for ax, p in enumerate(ps) if p not in sub)
@@ -337,9 +326,11 @@ def dbn_to_state(dbn: FactoredMDP, max_parents: int) -> FactoredState:
         with np.errstate(divide="ignore"):
             log_probs[i, : len(table), : spec.cards[i]] = np.log(table)
     return FactoredState(
-        parent_idx=jnp.asarray(parent_idx), strides=jnp.asarray(strides),
+        parent_idx=jnp.asarray(parent_idx),
+        strides=jnp.asarray(strides),
         log_probs=jnp.asarray(log_probs),
-        num_parents=jnp.asarray([len(ps) for ps in dbn.parents], jnp.int32))
+        num_parents=jnp.asarray([len(ps) for ps in dbn.parents], jnp.int32),
+    )
 
 
 def state_to_dbn(spec: FactoredSpec, state: FactoredState) -> FactoredMDP:
@@ -352,8 +343,9 @@ def state_to_dbn(spec: FactoredSpec, state: FactoredState) -> FactoredMDP:
         q = int(np.prod([cards[p] for p in ps], dtype=np.int64))
         table = np.exp(log_probs[i, :q, : spec.cards[i]])
         parents.append(ps)
-        cpts.append((table / table.sum(-1, keepdims=True)).reshape(*(cards[p] for p in ps),
-                                                                   spec.cards[i]))
+        cpts.append(
+            (table / table.sum(-1, keepdims=True)).reshape(*(cards[p] for p in ps), spec.cards[i])
+        )
     return FactoredMDP(spec, tuple(parents), tuple(cpts))
 
 
@@ -392,9 +384,17 @@ def make_factored_model(cfg: FactoredModelConfig, spec: FactoredSpec) -> WorldMo
 
     def fit(state: FactoredState, key: PRNGKey, data: Transition):
         del state, key
-        dbn, scores = learn_dbn(spec, np.asarray(data.obs), np.asarray(data.action),
-                                np.asarray(data.next_obs), max_parents, kind, ess, alpha,
-                                backoff)
+        dbn, scores = learn_dbn(
+            spec,
+            np.asarray(data.obs),
+            np.asarray(data.action),
+            np.asarray(data.next_obs),
+            max_parents,
+            kind,
+            ess,
+            alpha,
+            backoff,
+        )
         metrics: Metrics = {
             "model/num_edges": jnp.asarray(sum(len(p) for p in dbn.parents)),
             "model/score": jnp.asarray(float(np.sum(scores))),
@@ -402,92 +402,3 @@ def make_factored_model(cfg: FactoredModelConfig, spec: FactoredSpec) -> WorldMo
         return dbn_to_state(dbn, max_parents), metrics
 
     return WorldModel(init=init, predict=predict, fit=fit, name=f"factored_{kind}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Planning by max-product inference on the unrolled DBN.
-
-
-def _node(name: str, t: int) -> str:
-    return f"{name}@{t}"
-
-
-def unrolled_graph(dbn: FactoredMDP, horizon: int, reward_scale: float = 1.0) -> FactorGraph:
-    """The DBN unrolled over `horizon` steps, with reward factors, as a factor graph.
-
-    Variables: x@t for every state variable and t = 0..T, action@t for t = 0..T-1 (named
-    "<name>@<t>"). Factors: log P(x_i@t+1 | parents@t) per variable and step, and
-    reward_scale * R_k(scope_k@t+1) per reward term and step. Zero probabilities become -inf.
-    """
-    if horizon < 1:
-        raise ValueError(f"horizon is {horizon}; allowed: >= 1")
-    spec = dbn.spec
-    names, cards = spec.input_names, spec.input_cards
-    variables = [Variable(_node(v, t), c) for t in range(horizon + 1)
-                 for v, c in zip(spec.names, spec.cards, strict=True)]
-    variables += [Variable(_node("action", t), spec.num_actions) for t in range(horizon)]
-    factors = []
-    with np.errstate(divide="ignore"):
-        log_cpts = [np.log(c) for c in dbn.cpts]
-    for t in range(horizon):
-        for i, ps in enumerate(dbn.parents):
-            scope = (*(_node(names[p], t) for p in ps), _node(spec.names[i], t + 1))
-            factors.append(TableFactor(scope, log_cpts[i]))
-        for term in spec.reward_terms:
-            scope = tuple(_node(v, t + 1) for v in term.variables)
-            factors.append(TableFactor(scope, reward_scale * term.table))
-    del cards
-    return FactorGraph(variables, factors)
-
-
-@dataclass(frozen=True)
-class GraphPlanner:
-    """Max-product planning on an unrolled DBN.
-
-    Attributes:
-        graph, compiled: the unrolled factor graph and its compiled form.
-        plan: (state [n] int32) -> (first action int32 [], actions [T] int32, action@0
-            max-marginals [num_actions] float32). Pure and jittable; vmap for a batch.
-    """
-
-    graph: FactorGraph
-    compiled: CompiledGraph
-    plan: Callable[[Int[Array, " n"]], tuple[Array, Array, Array]]
-
-
-def make_graph_planner(
-    dbn: FactoredMDP, horizon: int, bp_cfg: BPConfig | None = None, reward_scale: float = 1.0
-) -> GraphPlanner:
-    """Plan by max-product BP on `unrolled_graph(dbn, horizon, reward_scale)`.
-
-    The initial state is clamped with evidence; each action is decoded from its max-marginal,
-    so the first action is that of a best (MAP) trajectory even when several tie.
-    """
-    bp_cfg = bp_cfg or BPConfig(num_iters=50, temperature=0.0, damping=0.5)
-    if bp_cfg.temperature != 0.0:
-        raise ValueError(f"graph planning needs max-product (temperature 0), got "
-                         f"{bp_cfg.temperature}")
-    spec = dbn.spec
-    graph = unrolled_graph(dbn, horizon, reward_scale)
-    compiled = compile_graph(graph)
-    bp = make_bp(bp_cfg, compiled)
-    ids0 = np.array([graph.index(_node(v, 0)) for v in spec.names])
-    starts0 = jnp.asarray(compiled.var_state_offsets[ids0])  # [n]
-    block = np.zeros(compiled.num_var_states, bool)
-    for v, c in zip(ids0, spec.cards, strict=True):
-        block[compiled.var_state_offsets[v] : compiled.var_state_offsets[v] + c] = True
-    block = jnp.asarray(block)
-    act_ids = jnp.asarray([graph.index(_node("action", t)) for t in range(horizon)])
-    log_potentials = tuple(jnp.asarray(p, jnp.float32) for p in compiled.log_potentials)
-    num_actions = spec.num_actions
-
-    def plan(state):
-        state = jnp.asarray(state, jnp.int32)
-        evidence = jnp.where(block, -jnp.inf, 0.0).astype(jnp.float32)
-        evidence = evidence.at[starts0 + state].set(0.0)
-        bp_state, _ = bp.run(log_potentials, bp.init(), evidence)
-        beliefs = bp.beliefs(bp_state, evidence)
-        actions = beliefs.map_states[act_ids]
-        return actions[0], actions, beliefs.log_marginals[act_ids[0], :num_actions]
-
-    return GraphPlanner(graph=graph, compiled=compiled, plan=plan)

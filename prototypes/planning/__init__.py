@@ -1,4 +1,7 @@
-"""Planners over a StepFn: random shooting, CEM, MPPI (MCTS lives in mcts.py when present)."""
+"""Planners over a StepFn: random shooting, CEM, MPPI (MCTS lives in mcts.py when present).
+
+graph_planner.py plans by max-product inference on a DBN's tables instead of a StepFn.
+"""
 
 from prototypes.envs.registry import EnvSpec
 from prototypes.planning.base import Planner, PlannerConfig, PlanState, evaluate_sequences

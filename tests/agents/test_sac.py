@@ -3,18 +3,24 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from prototypes.agents.sac import (
+    Critic,
     SACConfig,
     actor_loss,
     alpha_loss,
     critic_loss,
+    env_to_unit,
+    gradient_step,
     make_sac,
     polyak_update,
     sample_tanh_gaussian,
     soft_bellman_target,
     tanh_gaussian_log_prob,
+    twin_q,
+    unit_to_env,
 )
 from prototypes.config import ConfigError
 from prototypes.envs.registry import EnvSpec
@@ -154,3 +160,80 @@ def test_config_errors(kwargs, fragment):
     with pytest.raises(ConfigError) as exc:
         SACConfig(**kwargs)
     assert fragment in str(exc.value)
+
+
+def _quadratic(x, c):
+    """f(x) = (x - c)^2, with x^2 as aux (to check it is passed through)."""
+    return (x - c) ** 2, x**2
+
+
+def test_gradient_step_sgd_on_a_quadratic():
+    # f(x) = (x - 3)^2 at x = 0: f = 9, f' = 2 (0 - 3) = -6; SGD lr 0.1: x = 0 - 0.1 (-6) = 0.6
+    tx = optax.sgd(0.1)
+    x0 = jnp.float32(0.0)
+    x, opt_state, loss, aux = gradient_step(_quadratic, tx, x0, tx.init(x0), 3.0)
+    np.testing.assert_allclose([x, loss, aux], [0.6, 9.0, 0.0], rtol=1e-6)
+    # second step: f'(0.6) = -4.8, x = 0.6 + 0.48 = 1.08, f(0.6) = 5.76
+    x, _, loss, aux = gradient_step(_quadratic, tx, x, opt_state, 3.0)
+    np.testing.assert_allclose([x, loss, aux], [1.08, 5.76, 0.36], rtol=1e-6)
+
+
+def test_gradient_step_adam_on_a_quadratic():
+    # Adam (b1 0.9, b2 0.999, eps 1e-8), lr 0.1, f(x) = (x - 3)^2 from x = 0.
+    # step 1: g = -6, m = -0.6, v = 0.036; m_hat = -6, v_hat = 36: x = 0.1 * 6 / (6 + 1e-8) = 0.1
+    # step 2: g = 2 (0.1 - 3) = -5.8, m = 0.9 (-0.6) + 0.1 (-5.8) = -1.12,
+    #   v = 0.999 (0.036) + 0.001 (33.64) = 0.069604; m_hat = -1.12 / 0.19 = -5.894737,
+    #   v_hat = 0.069604 / 0.001999 = 34.819410, sqrt = 5.900797:
+    #   x = 0.1 + 0.1 * 5.894737 / 5.900797 = 0.1998973
+    # (float32 bias corrections 1 - 0.999^t are good to ~1e-5 relative, hence the tolerance)
+    tx = optax.adam(0.1)
+    x0 = jnp.float32(0.0)
+    x, opt_state, _, _ = gradient_step(_quadratic, tx, x0, tx.init(x0), 3.0)
+    np.testing.assert_allclose(x, 0.1, rtol=1e-5)
+    x, _, loss, _ = gradient_step(_quadratic, tx, x, opt_state, 3.0)
+    np.testing.assert_allclose([x, loss], [0.1998973, 8.41], rtol=1e-5)
+
+
+def test_unit_and_env_actions_map_onto_each_other():
+    low, high = jnp.array([-2.0, 0.0]), jnp.array([2.0, 1.0])
+    # dim 0: -2 + (u + 1) * 2, dim 1: (u + 1) / 2
+    unit = jnp.array([[-1.0, -1.0], [0.5, 0.5], [1.0, 0.0]])
+    env = unit_to_env(unit, low, high)
+    np.testing.assert_allclose(env, [[-2.0, 0.0], [1.0, 0.75], [2.0, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(env_to_unit(env, low, high), unit, rtol=1e-6)
+    # actions outside the box are clipped to the unit box's faces
+    np.testing.assert_allclose(env_to_unit(jnp.array([[3.0, -1.0]]), low, high), [[1.0, -1.0]])
+
+
+def test_twin_q_applies_each_critic_to_the_same_batch():
+    critic = Critic(hidden_size=8, hidden_layers=1)
+    obs, act = jnp.ones((4, 3)), jnp.full((4, 2), 0.5)
+    params = jax.vmap(critic.init, in_axes=(0, None, None))(
+        jax.random.split(jax.random.key(0), 2), obs, act
+    )
+    q1, q2 = twin_q(critic.apply, params, obs, act)
+    for i, q in enumerate((q1, q2)):
+        one = jax.tree.map(lambda p, i=i: p[i], params)
+        np.testing.assert_allclose(q, critic.apply(one, obs, act), rtol=1e-6)
+    assert not np.allclose(q1, q2)  # two independent initialisations
+
+
+def test_update_moves_log_alpha_by_one_adam_step_against_the_entropy_gap():
+    """d alpha_loss / d log_alpha = -mean(log pi + target_entropy) = entropy - target_entropy, and
+    Adam's first step is lr * sign(gradient) (|g| >> eps): from log_alpha = log 1 = 0,
+    log_alpha = -3e-4 * sign(entropy + A) with target entropy -A = -2."""
+    cfg = SACConfig(hidden_size=8, hidden_layers=1, batch_size=4, alpha_lr=3e-4)
+    sac = make_sac(cfg, _spec())
+    state = sac.init(jax.random.key(0))
+    batch = Transition(
+        obs=jnp.ones((4, 3)),
+        action=jnp.zeros((4, 2)),
+        reward=jnp.ones(4),
+        next_obs=jnp.zeros((4, 3)),
+        done=jnp.zeros(4, bool),
+    )
+    new, metrics = sac.update(state, jax.random.key(1), batch)
+    gap = float(metrics["sac/entropy"]) + 2.0
+    assert abs(gap) > 1e-3
+    np.testing.assert_allclose(new.log_alpha, -3e-4 * np.sign(gap), rtol=1e-4)
+    np.testing.assert_allclose(metrics["sac/alpha_loss"], 0.0, atol=1e-7)  # -log_alpha * (...) at 0

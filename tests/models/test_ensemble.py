@@ -10,7 +10,19 @@ import pytest
 
 from prototypes.envs.registry import EnvSpec
 from prototypes.models.base import TrainingDivergedError
-from prototypes.models.ensemble import EnsembleConfig, GaussianMLP, gaussian_nll, make_ensemble
+from prototypes.models.ensemble import (
+    EnsembleConfig,
+    GaussianMLP,
+    ensemble_loss,
+    gaussian_nll,
+    holdout_split,
+    make_ensemble,
+    minibatch_indices,
+    predict_expectation,
+    predict_ts1,
+    predict_tsinf,
+    training_arrays,
+)
 from prototypes.models.normalizer import Normalizer
 from prototypes.planning import evaluate_sequences
 from prototypes.types import Transition
@@ -75,9 +87,7 @@ def test_tsinf_with_one_member_equals_plain_rollout():
             in_norm=Normalizer(jnp.full(O + A, 0.1), jnp.full(O + A, 2.0), jnp.zeros(O + A, bool)),
             out_norm=Normalizer(jnp.full(O, -0.05), jnp.full(O, 0.5), jnp.zeros(O, bool)),
         )
-        got = evaluate_sequences(
-            partial(model.predict, state), jax.random.key(2), obs0, actions, 3
-        )
+        got = evaluate_sequences(partial(model.predict, state), jax.random.key(2), obs0, actions, 3)
         # reference: loop over candidates, particles and steps, replaying the key schedule
         net = GaussianMLP(out_dim=O, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
         params = jax.tree.map(lambda p: p[0], state.params)
@@ -201,3 +211,110 @@ def test_config_errors(bad, match):
 
     with pytest.raises(ConfigError, match=match):
         EnsembleConfig(**bad)
+
+
+# --- the parts of make_ensemble, each on its own ----------------------------------------------
+
+
+def _members(E: int = 3):
+    """E members of a small GaussianMLP with random params, and normalised inputs x [7, O + A]."""
+    net = GaussianMLP(out_dim=O, hidden_size=8, hidden_layers=1)
+    params = jax.jit(jax.vmap(net.init, in_axes=(0, None)))(
+        jax.random.split(jax.random.key(0), E), jnp.zeros((1, O + A))
+    )
+    x = jax.random.normal(jax.random.key(1), (7, O + A))  # B = 7: not a multiple of E
+    return net, params, x
+
+
+def _member_outputs(net, params, x, e):
+    """Member e's (mean, logvar) [B, O], applied on its own (the loop reference)."""
+    mean, logvar = net.apply(jax.tree.map(lambda p: p[e], params), x)
+    return np.asarray(mean), np.asarray(logvar)
+
+
+def test_predict_expectation_is_the_mean_over_members_of_their_means():
+    net, params, x = _members()
+    got = predict_expectation(net.apply, params, jax.random.key(2), x)
+    want = np.mean([_member_outputs(net, params, x, e)[0] for e in range(3)], axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # no sampling: the key does not matter
+    np.testing.assert_array_equal(got, predict_expectation(net.apply, params, jax.random.key(3), x))
+
+
+def test_predict_tsinf_sends_row_b_to_member_b_mod_E_with_the_documented_noise():
+    """Row b = 3 m + e goes to member e, slot m; its noise is normal(split(key)[1], [E, M, O])[e, m]
+    with M = ceil(7 / 3) = 3 (two padding rows)."""
+    net, params, x = _members()
+    key = jax.random.key(4)
+    got = np.asarray(predict_tsinf(net.apply, params, key, x))
+    noise = np.asarray(jax.random.normal(jax.random.split(key)[1], (3, 3, O)))
+    for b in range(7):
+        mean, logvar = _member_outputs(net, params, x, b % 3)
+        want = mean[b] + np.exp(0.5 * logvar[b]) * noise[b % 3, b // 3]
+        np.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-6)
+
+
+def test_predict_ts1_sends_row_perm_j_to_member_j_mod_E():
+    """perm = permutation(split(key)[0], B): row perm[j] takes TS-inf's place j, so member j % E
+    with noise[j % E, j // E] from split(key)[1]."""
+    net, params, x = _members()
+    key = jax.random.key(5)
+    key_perm, key_noise = jax.random.split(key)
+    got = np.asarray(predict_ts1(net.apply, params, key, x))
+    perm = np.asarray(jax.random.permutation(key_perm, 7))
+    noise = np.asarray(jax.random.normal(key_noise, (3, 3, O)))
+    for j, b in enumerate(perm):
+        mean, logvar = _member_outputs(net, params, x, j % 3)
+        want = mean[b] + np.exp(0.5 * logvar[b]) * noise[j % 3, j // 3]
+        np.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(perm, np.arange(7))  # the key really reassigned rows
+    other = np.asarray(predict_ts1(net.apply, params, jax.random.key(6), x))
+    assert not np.array_equal(got, other)
+
+
+def test_ensemble_loss_is_the_members_nll_sum_plus_the_bounds_penalty():
+    """At init every member has max_logvar 0.5 and min_logvar -10 in each of O = 3 dims, so the
+    penalty is 0.01 * (3 * 3 * 0.5 - 3 * 3 * (-10)) / 3 = 0.01 * 94.5 / 3 = 0.315."""
+    net, params, _ = _members()
+    x = jax.random.normal(jax.random.key(7), (3, 4, O + A))  # [E, M, I]: member e sees x[e]
+    y = jax.random.normal(jax.random.key(8), (3, 4, O))
+    total, metrics = ensemble_loss(net.apply, params, x, y, 0.01)
+    nll = []
+    for e in range(3):
+        mean, logvar = _member_outputs(net, params, x[e], e)
+        nll.append(np.mean((np.asarray(y[e]) - mean) ** 2 * np.exp(-logvar) + logvar))
+    np.testing.assert_allclose(total, np.sum(nll) + 0.315, rtol=1e-5)
+    np.testing.assert_allclose(metrics["nll"], np.mean(nll), rtol=1e-5)
+
+
+def test_training_arrays_are_standardised_and_padded():
+    data = _linear_data(100, jax.random.key(0))
+    x, y, in_norm, _ = training_arrays(data)
+    assert x.shape == (128, O + A) and y.shape == (128, O)  # 100 rows padded to 2^7
+    np.testing.assert_allclose(np.mean(x[:100], axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.std(x[:100], axis=0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(x[100:], 0.0)
+    np.testing.assert_allclose(in_norm.mean[:O], np.mean(data.obs, axis=0), atol=1e-6)
+
+
+def test_holdout_split_partitions_the_rows():
+    # 50 rows, holdout 0.2: 10 held out, padded by cycling to 64 with weight 0 on the fill
+    train, hold_idx, hold_w = holdout_split(np.random.default_rng(0), 50, 0.2)
+    hold = np.asarray(hold_idx)[:10]
+    assert len(train) == 40 and hold_idx.shape == (64,) and float(hold_w.sum()) == 10.0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, hold])), np.arange(50))
+    np.testing.assert_array_equal(np.asarray(hold_idx)[10:20], hold)  # the fill cycles
+    # under 20 rows nothing is held out
+    train, _, hold_w = holdout_split(np.random.default_rng(0), 19, 0.2)
+    assert len(train) == 19 and float(hold_w.sum()) == 0.0
+
+
+def test_minibatch_indices_without_bootstrap_cover_the_data_once_per_member():
+    train = np.arange(10, 34)  # 24 rows = 3 steps x 8
+    idx = minibatch_indices(np.random.default_rng(0), train, 3, 2, 8, bootstrap=False)
+    assert idx.shape == (3, 2, 8)
+    for e in range(2):
+        np.testing.assert_array_equal(np.sort(idx[:, e].ravel()), train)
+    assert not np.array_equal(idx[:, 0], idx[:, 1])  # each member its own shuffle
+    boot = minibatch_indices(np.random.default_rng(0), train, 3, 2, 8, bootstrap=True)
+    assert boot.shape == (3, 2, 8) and np.isin(boot, train).all()

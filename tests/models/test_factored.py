@@ -1,5 +1,6 @@
 """The learned factored (DBN) model: scores and tables against hand-computed values, structure
-recovery, predict against the tables, max-product planning against brute force, clear errors."""
+recovery, predict against the tables, clear errors. Max-product planning on the DBN is tested in
+tests/planning/test_graph_planner.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from prototypes.envs.factored_mdp import (
     make_random_mdp,
     sample_transitions,
 )
-from prototypes.graphs import BPConfig, exact
 from prototypes.models.factored import (
     FactoredModelConfig,
     dbn_to_state,
@@ -29,9 +29,7 @@ from prototypes.models.factored import (
     learn_dbn,
     learn_parents,
     make_factored_model,
-    make_graph_planner,
     state_to_dbn,
-    unrolled_graph,
 )
 from prototypes.types import Transition
 
@@ -42,7 +40,8 @@ def test_bic_score_hand_computed():
     # LL = 3 log(3/4) + 1 log(1/4) + 0 + 2 log(2/2) = -2.249340; penalty (log 6 / 2) q (r - 1)
     # with N = 6, q = 2, r = 2 is log 6 = 1.791759; BIC = -4.041100.
     assert family_score(COUNTS, "bic") == pytest.approx(
-        3 * np.log(0.75) + np.log(0.25) - np.log(6.0), abs=1e-12)
+        3 * np.log(0.75) + np.log(0.25) - np.log(6.0), abs=1e-12
+    )
     assert family_score(COUNTS, "bic") == pytest.approx(-4.041100, abs=1e-6)
 
 
@@ -65,8 +64,15 @@ def test_counts_and_dirichlet_smoothed_cpt_hand_computed():
     expected = np.array([[0.7, 0.3], [1 / 6, 5 / 6]])
     assert_allclose(estimate_cpt(counts, 0.5), expected, atol=1e-12)
     spec = FactoredSpec(("x0",), (2,), 2)
-    dbn, _ = learn_dbn(spec, inputs[:, :1], inputs[:, 1], targets[:, None], max_parents=1,
-                       kind="bic", pseudocount=0.5)
+    dbn, _ = learn_dbn(
+        spec,
+        inputs[:, :1],
+        inputs[:, 1],
+        targets[:, None],
+        max_parents=1,
+        kind="bic",
+        pseudocount=0.5,
+    )
     assert dbn.parents == ((0,),)  # x0 explains x0' (the action column duplicates it: tie ->
     assert_allclose(dbn.cpts[0], expected, atol=1e-12)  # the lexicographically first set)
     # an unseen configuration with alpha = 0 is uniform
@@ -77,19 +83,25 @@ def test_backoff_prior_hand_computed():
     # (N_jk + alpha r p_jk) / (N_j + alpha r), alpha = 0.5, r = 2, prior rows p:
     # row 0: (3 + 0.9, 1 + 0.1) / 5 = (0.78, 0.22); row 1 has no data: the prior (0.2, 0.8)
     prior = np.array([[0.9, 0.1], [0.2, 0.8]])
-    assert_allclose(estimate_cpt(np.array([[3, 1], [0, 0]]), 0.5, prior),
-                    [[0.78, 0.22], [0.2, 0.8]], atol=1e-12)
+    assert_allclose(
+        estimate_cpt(np.array([[3, 1], [0, 0]]), 0.5, prior), [[0.78, 0.22], [0.2, 0.8]], atol=1e-12
+    )
     # learn_dbn: x0' copies x0 when a = 0 (data only for a = 0); backoff 1 centres the unseen
     # a = 1 rows on the best single-parent family, P(x0' | x0) = (N + 0.5) / (N_j + 1)
     spec = FactoredSpec(("x0",), (2,), 2)
     s = np.array([0, 1] * 10)[:, None]
-    dbn, _ = learn_dbn(spec, s, np.zeros(20, int), s, max_parents=2, pseudocount=0.5,
-                       backoff=1)
+    dbn, _ = learn_dbn(spec, s, np.zeros(20, int), s, max_parents=2, pseudocount=0.5, backoff=1)
     assert dbn.parents == ((0,),)  # the action never varies: x0 alone is best, no backoff
     a = np.array([0, 1] * 10)
-    dbn, _ = learn_dbn(spec, np.array([0, 0, 1, 1] * 5)[:, None], a,
-                       np.array([0, 1, 1, 0] * 5)[:, None], max_parents=2, pseudocount=0.5,
-                       backoff=1)
+    dbn, _ = learn_dbn(
+        spec,
+        np.array([0, 0, 1, 1] * 5)[:, None],
+        a,
+        np.array([0, 1, 1, 0] * 5)[:, None],
+        max_parents=2,
+        pseudocount=0.5,
+        backoff=1,
+    )
     # x0' = x0 XOR a needs both parents; each backoff single-parent family is (0.5, 0.5)
     assert dbn.parents == ((0, 1),)
     assert_allclose(dbn.cpts[0][0, 0], [5.5 / 6, 0.5 / 6], atol=1e-12)  # (5 + .5) / (5 + 1)
@@ -97,8 +109,14 @@ def test_backoff_prior_hand_computed():
 
 @pytest.mark.parametrize("kind", ["bic", "bdeu"])
 def test_parent_sets_recovered_on_a_tiny_mdp(kind):
-    mdp = make_random_mdp(np.random.default_rng(5), num_vars=3, cardinality=2, num_actions=2,
-                          max_parents=2, determinism=0.8)
+    mdp = make_random_mdp(
+        np.random.default_rng(5),
+        num_vars=3,
+        cardinality=2,
+        num_actions=2,
+        max_parents=2,
+        determinism=0.8,
+    )
     s, a, s2 = sample_transitions(mdp, np.random.default_rng(6), 3000)
     dbn, _ = learn_dbn(mdp.spec, s, a, s2, max_parents=2, kind=kind)
     assert dbn.parents == mdp.parents
@@ -109,14 +127,25 @@ def test_parent_sets_recovered_on_a_tiny_mdp(kind):
 @functools.cache
 def _learned():
     """A learned DBN with every row distinct (no argmax ties) and its model."""
-    mdp = make_random_mdp(np.random.default_rng(1), num_vars=3, cardinality=3, num_actions=2,
-                          max_parents=2, determinism=0.5)
+    mdp = make_random_mdp(
+        np.random.default_rng(1),
+        num_vars=3,
+        cardinality=3,
+        num_actions=2,
+        max_parents=2,
+        determinism=0.5,
+    )
     s, a, s2 = sample_transitions(mdp, np.random.default_rng(2), 2000)
-    spec = FactoredSpec(mdp.spec.names, mdp.spec.cards, 2,
-                        (RewardTerm(("x0",), np.array([0.0, 1.0, 2.0])),))
-    data = Transition(obs=jnp.asarray(s), action=jnp.asarray(a[:, None], jnp.float32),
-                      reward=jnp.zeros(len(s)), next_obs=jnp.asarray(s2),
-                      done=jnp.zeros(len(s), bool))
+    spec = FactoredSpec(
+        mdp.spec.names, mdp.spec.cards, 2, (RewardTerm(("x0",), np.array([0.0, 1.0, 2.0])),)
+    )
+    data = Transition(
+        obs=jnp.asarray(s),
+        action=jnp.asarray(a[:, None], jnp.float32),
+        reward=jnp.zeros(len(s)),
+        next_obs=jnp.asarray(s2),
+        done=jnp.zeros(len(s), bool),
+    )
     return spec, data
 
 
@@ -134,10 +163,13 @@ def test_predict_mode_is_the_argmax_of_the_tables():
     assert int(metrics["model/num_edges"]) == sum(len(p) for p in dbn.parents)
     states = np.array(list(itertools.product(range(3), repeat=3)) * 2, np.int32)  # [54, 3]
     actions = np.repeat([0, 1], 27).astype(np.float32)[:, None] + 0.5  # floats in [a, a + 1)
-    step = jax.jit(model.predict)(state, jax.random.key(2), jnp.asarray(states),
-                                  jnp.asarray(actions))
-    expected = [[p.argmax() for p in dbn.transition_probs(s, int(a[0]))]
-                for s, a in zip(states, actions, strict=True)]
+    step = jax.jit(model.predict)(
+        state, jax.random.key(2), jnp.asarray(states), jnp.asarray(actions)
+    )
+    expected = [
+        [p.argmax() for p in dbn.transition_probs(s, int(a[0]))]
+        for s, a in zip(states, actions, strict=True)
+    ]
     np.testing.assert_array_equal(np.asarray(step.obs), expected)
     assert_allclose(np.asarray(step.reward), np.asarray(expected)[:, 0].astype(float))
 
@@ -166,65 +198,6 @@ def test_state_roundtrip_keeps_the_dbn():
     assert back.parents == mdp.parents
     for x, y in zip(back.cpts, mdp.cpts, strict=True):
         assert_allclose(x, y, atol=1e-6)
-
-
-def _brute_force_best_first_actions(dbn: FactoredMDP, root, horizon):
-    """First actions of the best action sequences of a deterministic DBN, and the best return."""
-    returns = {}
-    for seq in itertools.product(range(dbn.spec.num_actions), repeat=horizon):
-        s, ret = np.asarray(root), 0.0
-        for a in seq:
-            s = np.array([p.argmax() for p in dbn.transition_probs(s, a)])
-            ret += dbn.spec.reward_np(s[None])[0]
-        returns[seq] = ret
-    best = max(returns.values())
-    return {seq[0] for seq, r in returns.items() if r > best - 1e-9}, best
-
-
-def _deterministic_mdp(seed, num_vars, cardinality, num_actions, max_parents):
-    mdp = make_random_mdp(np.random.default_rng(seed), num_vars=num_vars,
-                          cardinality=cardinality, num_actions=num_actions,
-                          max_parents=max_parents, determinism=1.0)
-    rng = np.random.default_rng(seed + 100)
-    terms = tuple(RewardTerm((n,), rng.normal(size=cardinality)) for n in mdp.spec.names)
-    spec = FactoredSpec(mdp.spec.names, mdp.spec.cards, num_actions, terms)
-    return FactoredMDP(spec, mdp.parents, mdp.cpts)
-
-
-def test_graph_planning_equals_brute_force_on_a_chain():
-    # one variable, x' depends on (x, a): the unrolled graph is a tree, so max-product is exact
-    spec0 = FactoredSpec(("x",), (3,), 3, (RewardTerm(("x",), np.array([0.0, -1.0, 0.7])),))
-    cpt = np.eye(3)[np.array([[1, 2, 0], [0, 0, 2], [2, 1, 1]])]  # [x, a, x']
-    dbn = FactoredMDP(spec0, ((0, 1),), (cpt,))
-    planner = make_graph_planner(dbn, horizon=3, bp_cfg=BPConfig(12, 0.0, 0.0))  # > diameter
-    plan = jax.jit(planner.plan)
-    for root in range(3):
-        first, actions, _ = plan(jnp.array([root]))
-        best_first, best = _brute_force_best_first_actions(dbn, [root], 3)
-        assert int(first) in best_first
-        # the decoded sequence achieves the optimum
-        s, ret = np.array([root]), 0.0
-        for a in np.asarray(actions):
-            s = np.array([cpt[s[0], a].argmax()])
-            ret += spec0.reward_np(s[None])[0]
-        assert ret == pytest.approx(best)
-
-
-def test_graph_planning_equals_brute_force_on_a_small_factored_mdp():
-    # parents x0' <- (x0, a), x1' <- (x0, a): two factors share (x0@t, a@t), so the unrolled
-    # graph is loopy; checked from every initial state, and against the exact MAP.
-    dbn = _deterministic_mdp(seed=2, num_vars=2, cardinality=2, num_actions=2, max_parents=2)
-    horizon = 3
-    planner = make_graph_planner(dbn, horizon, BPConfig(60, 0.0, 0.5))
-    plan = jax.jit(planner.plan)
-    graph = unrolled_graph(dbn, horizon)
-    for root in itertools.product(range(2), repeat=2):
-        first, _, _ = plan(jnp.array(root))
-        best_first, _ = _brute_force_best_first_actions(dbn, root, horizon)
-        assert int(first) in best_first, (root, int(first), best_first)
-        ev = planner.compiled.evidence(clamp={"x0@0": root[0], "x1@0": root[1]})
-        map_first = exact.map_assignment(graph, ev)[graph.index("action@0")]
-        assert map_first in best_first  # the graph's exact MAP is a best plan too
 
 
 def test_bad_inputs_are_named():
