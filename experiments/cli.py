@@ -3,25 +3,46 @@
 Only `experiments/` imports this module; the library tier (`prototypes/`) does no argparse,
 printing, exiting or wall-clock reads. The run directory itself is `prototypes/data/runs.py`.
 
+- `CommandLine`: an experiment's whole command line, described once: its config class, its
+  defaults as layers, its aliases and its run directory. `parse` reads argv once, in one place:
+  class defaults, then each layer whose selectors match (the experiment's own defaults, the
+  task's, the model kind's), then the flags. `run` parses and opens the run directory.
 - `add_run_arguments`: --out, --resume, --no-progress.
-- `apply_task_defaults`: the `--env` named on the command line sets its per-task defaults before
-  the real parse, so explicit flags still win.
 - `run_experiment`: open (or reopen) the run directory and train; bad input ends in one line.
 - `progress_bar`, `Throttle`: what a person watching the run sees, and how often.
+
+Selectors are the fields that decide which other fields exist or what their defaults are:
+`env` (per-task defaults) and `model_kind` (`--model KIND`: the `model` field's class is the
+kind's registered config, so `--model.<field>` flags follow the kind; see
+prototypes/models/registry.py). They are read from argv first, so `--help` shows the defaults
+that will really apply, e.g. `pets.py --env pusher --model oracle --help`. `--variant help` prints
+the chosen env's task variants (prototypes/envs/variants.py) with their ranges.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prototypes import config as cfglib
+from prototypes.config import ConfigError
 from prototypes.data.runs import CheckpointError, RunDir, open_run
+from prototypes.envs.variants import describe_variants
+from prototypes.models.registry import get_model_kind, model_config, model_kinds
 
-__all__ = ["Throttle", "progress_bar", "add_run_arguments", "apply_task_defaults", "run_experiment"]
+__all__ = [
+    "Layer",
+    "CommandLine",
+    "Throttle",
+    "progress_bar",
+    "add_run_arguments",
+    "run_experiment",
+]
 
 
 class Throttle:
@@ -82,21 +103,6 @@ def add_run_arguments(
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def apply_task_defaults(
-    parser: argparse.ArgumentParser,
-    argv: Sequence[str],
-    task_defaults: Mapping[str, Mapping[str, Any]],
-    default_env: str,
-) -> str:
-    """Make the `--env` named in argv (or `default_env`) set its per-task defaults before the
-    real parse, so explicit flags still win; returns that env name."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--env", default=default_env)
-    env = pre.parse_known_args(list(argv))[0].env
-    parser.set_defaults(**task_defaults.get(env, {}))
-    return env
-
-
 def run_experiment(
     parser: argparse.ArgumentParser,
     argv: Sequence[str],
@@ -119,3 +125,160 @@ def run_experiment(
     except fatal as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+# fields read before the parse: they pick other fields' defaults or classes (and `--variant help`
+# lists the chosen env's variants)
+SELECTORS = ("env", "model_kind", "variant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """Config values (dotted names) that replace the defaults when every selector in `when`
+    matches, e.g. `Layer({"planner.horizon": 25}, when={"env": "pusher"})`; no `when`: always."""
+
+    values: Mapping[str, Any]
+    when: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def applies(self, selected: Mapping[str, Any]) -> bool:
+        return all(selected.get(k) == v for k, v in self.when.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandLine:
+    """One experiment's command line (module docstring).
+
+    Attributes:
+        prog: the script's name in messages ("pets.py").
+        description: --help's text (the script's docstring).
+        config: the experiment's frozen config class. If it has `model_kind` and `model`
+            fields, `model` holds the config of the registered kind `model_kind`.
+        out: the default run directory, formatted with the config's fields
+            ("runs/pets_{env}_{seed}"), or a function of the config giving it.
+        out_help: how --help shows the default run directory (default: `out` itself).
+        layers: defaults over the class defaults, applied in order where they match.
+        aliases: short flag names (`{"planner.horizon": "horizon"}`), one or a tuple per field.
+        resume_help: --resume's help text.
+    """
+
+    prog: str
+    description: str
+    config: type
+    out: str | Callable[[Any], str]
+    out_help: str | None = None
+    layers: Sequence[Layer] = ()
+    aliases: Mapping[str, str | tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    resume_help: str = "continue the run in --out from its last checkpoint"
+
+    def _has(self, name: str) -> bool:
+        return any(f.name == name for f in dataclasses.fields(self.config))
+
+    def defaults(self, **selected: Any) -> Any:
+        """The config with no flags given, for the selector values in `selected` (class
+        defaults for the rest): class defaults, then every matching layer, checked once.
+
+        A model kind other than the class's default starts from that kind's config defaults;
+        an unknown kind is left for the parser to refuse (naming the registered ones).
+
+        Raises:
+            ConfigError: a bad selector value or a layer naming no field.
+        """
+        cfg = self.config()
+        picked = {k: getattr(cfg, k) for k in SELECTORS if self._has(k)}
+        picked.update({k: v for k, v in selected.items() if v is not None})
+        if self._has("model_kind") and picked["model_kind"] != cfg.model_kind:
+            if picked["model_kind"] not in model_kinds():
+                picked["model_kind"] = cfg.model_kind
+            else:
+                kind_cfg = model_config(picked["model_kind"])()
+                cfg = dataclasses.replace(cfg, model_kind=picked["model_kind"], model=kind_cfg)
+        overrides = dict(picked)
+        for layer in self.layers:
+            if layer.applies(picked):
+                overrides.update(layer.values)
+        return cfglib.replace_flat(cfg, overrides)
+
+    def _selected(self, argv: Sequence[str]) -> dict[str, Any]:
+        pre = argparse.ArgumentParser(add_help=False)
+        for name in SELECTORS:
+            if self._has(name):
+                flags = [f"--{name.replace('_', '-')}"]
+                flags += [f"--{a}" for a in cfglib.alias_list(self.aliases.get(name))]
+                pre.add_argument(*flags, dest=name, default=None)
+        return vars(pre.parse_known_args(list(argv))[0])
+
+    def parser(self, cfg: Any) -> argparse.ArgumentParser:
+        """The parser whose defaults are `cfg` (from `defaults`), with the run flags."""
+        parser = argparse.ArgumentParser(
+            prog=self.prog,
+            description=self.description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=self._epilog(),
+        )
+        choices = {"model_kind": model_kinds()} if self._has("model_kind") else {}
+        cfglib.add_arguments(parser, cfg, aliases=self.aliases, choices=choices)
+        shown = self.out_help or str(self.out).replace("{", "<").replace("}", ">")
+        add_run_arguments(parser, shown, self.resume_help)
+        return parser
+
+    def _epilog(self) -> str:
+        lines = []
+        if self._has("model_kind"):
+            lines.append("World models (--model KIND; --model KIND --help lists its flags):")
+            lines += [f"  {k}: {get_model_kind(k).help}" for k in model_kinds()]
+        for layer in self.layers:
+            when = " and ".join(f"{k}={v}" for k, v in layer.when.items()) or "always"
+            values = ", ".join(f"{k}={v}" for k, v in layer.values.items())
+            lines.append(f"Defaults when {when}: {values}")
+        return "\n".join(lines)
+
+    def parse(self, argv: Sequence[str]) -> tuple[Any, argparse.Namespace]:
+        """(config, namespace) from argv: class defaults, then the matching layers, then the
+        flags. Bad input ends in one line, exit status 2."""
+        cfg, ns, _ = self._parse(argv)
+        return cfg, ns
+
+    def _parse(
+        self, argv: Sequence[str]
+    ) -> tuple[Any, argparse.Namespace, argparse.ArgumentParser]:
+        argv = list(argv)
+        selected = self._selected(argv)
+        if selected.get("variant") == "help":
+            env = selected.get("env") or self.config().env
+            try:
+                print(describe_variants(env))
+            except ValueError as e:
+                argparse.ArgumentParser(prog=self.prog).error(str(e))
+            sys.exit(0)
+        try:
+            cfg = self.defaults(**selected)
+        except ConfigError as e:
+            argparse.ArgumentParser(prog=self.prog).error(str(e))
+        parser = self.parser(cfg)
+        ns = parser.parse_args(argv)
+        try:
+            return cfglib.from_args(cfg, ns), ns, parser
+        except ConfigError as e:
+            parser.error(str(e))
+
+    def run(
+        self,
+        argv: Sequence[str] | None,
+        train: Callable[..., RunDir],
+        fatal: tuple[type[BaseException], ...] = (),
+    ) -> RunDir:
+        """Parse argv (sys.argv[1:] if None), open the run directory and call
+        `train(cfg, run, resume=..., progress=...)` (see `run_experiment`)."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        cfg, ns, parser = self._parse(argv)
+        fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+        out = Path(self.out(cfg) if callable(self.out) else self.out.format(**fields))
+        return run_experiment(
+            parser,
+            argv,
+            cfglib.to_dict(cfg),
+            ns,
+            out,
+            lambda run, resume, progress: train(cfg, run, resume=resume, progress=progress),
+            fatal=fatal,
+        )

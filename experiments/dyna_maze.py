@@ -148,28 +148,30 @@ def _help(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line; each flag's help comes from the `DynaMazeConfig` field."""
+    """The command line; each flag's help and default come from `DynaMazeConfig` (the
+    defaults that depend on the maze are None here and resolved by the config)."""
+    defaults = DynaMazeConfig()
     p = argparse.ArgumentParser(
         prog="dyna_maze.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--maze", choices=maze_lib.MAZE_NAMES, default="dyna",
+    p.add_argument("--maze", choices=maze_lib.MAZE_NAMES, default=defaults.maze,
                    help=_help("maze") + " (default: %(default)s)")
     p.add_argument("--planning-steps", type=int, nargs="+", metavar="N", default=None,
                    help=_help("planning_steps"))
-    p.add_argument("--runs", type=int, default=30, metavar="INT",
+    p.add_argument("--runs", type=int, default=defaults.runs, metavar="INT",
                    help=_help("runs") + " (default: %(default)s)")
     p.add_argument("--episodes", type=int, default=None, metavar="INT", help=_help("episodes"))
     p.add_argument("--steps", type=int, default=None, metavar="INT", help=_help("steps"))
     p.add_argument("--switch-step", type=int, default=None, metavar="INT",
                    help=_help("switch_step"))
     p.add_argument("--alpha", type=float, default=None, metavar="X", help=_help("alpha"))
-    p.add_argument("--epsilon", type=float, default=0.1, metavar="X",
+    p.add_argument("--epsilon", type=float, default=defaults.epsilon, metavar="X",
                    help=_help("epsilon") + " (default: %(default)s)")
-    p.add_argument("--gamma", type=float, default=0.95, metavar="X",
+    p.add_argument("--gamma", type=float, default=defaults.gamma, metavar="X",
                    help=_help("gamma") + " (default: %(default)s)")
-    p.add_argument("--kappa", type=float, default=1e-3, metavar="X",
+    p.add_argument("--kappa", type=float, default=defaults.kappa, metavar="X",
                    help=_help("kappa") + " (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, metavar="INT",
+    p.add_argument("--seed", type=int, default=defaults.seed, metavar="INT",
                    help=_help("seed") + " (default: %(default)s)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="run directory for config.json, metrics.jsonl, checkpoints/, plots/ "

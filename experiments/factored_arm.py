@@ -13,7 +13,7 @@ the model's StepFn (`prototypes.planning`; the planner's continuous action in [0
 to a discrete move). Why random shooting: with 4 discrete actions and horizon 8 a uniform
 sample of 1000 sequences covers the useful ones, while CEM's Gaussian over an arbitrary ordering
 of the moves has no meaning; max-product planning on the unrolled graph
-(`prototypes.models.factored.make_graph_planner`) is tested against brute force but is slower
+(`prototypes.planning.graph_planner.make_graph_planner`) is tested against brute force but is slower
 per action on this task. Success (block reaches the goal within 30 macro-steps) over
 `--eval-episodes` episodes is compared with a uniformly random policy and with the same
 planner on the exact abstraction (`discrete_arm.exact_dbn`, the true discrete dynamics as a
@@ -111,13 +111,6 @@ class FactoredArmConfig:
         out += [("arm_random", 0), ("arm_true", 0)]
         out += [("arm_learned", n) for n in _ints(self.train_episodes, "train_episodes")]
         return out
-
-
-NESTED_DEFAULTS = {
-    "model.max_parents": 4, "model.score": "bdeu", "model.backoff": 2, "planner.kind": "random",
-    "planner.horizon": 8, "planner.population": 1000, "planner.particles": 1,
-    "planner.elites": 10,
-}
 
 
 # --- part 1 -----------------------------------------------------------------------------------
@@ -289,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factored_arm.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     cfglib.add_arguments(parser, FactoredArmConfig)
-    parser.set_defaults(**NESTED_DEFAULTS)  # add_arguments reads the nested classes' defaults
     add_run_arguments(parser, "runs/factored_arm_<seed>",
                       resume_help="continue the run in --out, skipping finished units")
     return parser

@@ -20,29 +20,26 @@ metrics as an uninterrupted run. `--no-model` is plain SAC with the same network
 
 from __future__ import annotations
 
-import argparse
 import functools
-import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import add_run_arguments, apply_task_defaults, progress_bar, run_experiment
-from prototypes import config as cfglib
+from experiments.cli import CommandLine, Layer, progress_bar
 from prototypes.agents.dyna import DynaAgent, DynaConfig, make_dyna_agent
 from prototypes.agents.episode import drive_episode
 from prototypes.agents.sac import SACConfig, make_sac
-from prototypes.config import ConfigError, arg, check
+from prototypes.config import arg, check
 from prototypes.data.runs import RunDir, episode_seed
 from prototypes.envs import get_spec, make
+from prototypes.envs.variants import parse_variant
 from prototypes.models.base import TrainingDivergedError
 from prototypes.models.ensemble import EnsembleConfig
-from prototypes.models.registry import make_model
+from prototypes.models.registry import check_model, make_model
 from prototypes.types import Array, PRNGKey, Transition
 
 # Measured and published reference figures, drawn as dashed lines on the learning curve.
@@ -69,8 +66,16 @@ class MBPOConfig:
     eval_every: int = arg(1, "episodes between deterministic evaluation episodes (0 = never)")
     sac: SACConfig = arg(SACConfig(), "soft actor-critic")
     dyna: DynaConfig = arg(DynaConfig(), "imagined rollouts and the real/model data mix")
-    model: EnsembleConfig = arg(
-        EnsembleConfig(propagation="ts1"), "probabilistic ensemble (unused with --no-model)"
+    variant: str = arg(
+        "none",
+        "task variant: factor=VALUE[,factor=VALUE...], e.g. mass=2 or mass=B,goal=A "
+        "(--variant help lists the env's factors and ranges)",
+    )
+    model_kind: str = arg("ensemble", "world model kind the rollouts come from (listed below)")
+    # MBPO samples a random member per transition (TS-1)
+    model: Any = arg(
+        EnsembleConfig(propagation="ts1"),
+        "the world model's config (its kind's config class; unused with --no-model)",
     )
 
     def __post_init__(self) -> None:
@@ -85,32 +90,41 @@ class MBPOConfig:
             f"start_steps must be in [1, steps={self.steps}], got {self.start_steps}",
         )
         check(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
+        parse_variant(self.env, self.variant)  # one line naming a bad factor or value
+        check_model(self.model_kind, self.model, self.env, rollouts_from_data=True)
 
 
-# Per-task defaults (applied before the flags), measured on this 2-core CPU (issue 4's note):
-# on Reacher, 20 SAC steps per env step, a smaller initial temperature and gamma 0.95 took the
-# deterministic policy from -7.5 (G = 5 or 20, alpha0 = 1, gamma 0.99) to about -5.5 at 5,000
-# steps, and 5-step model rollouts (k = 1 before) to about -4.5 (3 seeds). Pusher keeps G = 5
-# and k = 1: at G = 20 an env step costs ~0.1 core-seconds (the SAC updates), so 20,000 steps,
-# model fits and evaluations would take over an hour of a core per run.
-TASK_DEFAULTS = {
-    "reacher": {
-        "steps": 5_000,
-        "dyna.rollout_length": 5,
-        "dyna.updates_per_step": 20,
-        "sac.init_alpha": 0.1,
-        "sac.gamma": 0.95,
-    },
-    "pusher": {
-        "steps": 20_000,
-        "dyna.updates_per_step": 5,
-        "sac.init_alpha": 0.1,
-        "sac.gamma": 0.95,
-    },
-}
+# Defaults over the class defaults, measured on this 2-core CPU (issue 4's note): on Reacher,
+# 20 SAC steps per env step, a smaller initial temperature and gamma 0.95 took the deterministic
+# policy from -7.5 (G = 5 or 20, alpha0 = 1, gamma 0.99) to about -5.5 at 5,000 steps, and 5-step
+# model rollouts (k = 1 before) to about -4.5 (3 seeds). Pusher keeps G = 5 and k = 1: at G = 20
+# an env step costs ~0.1 core-seconds (the SAC updates), so 20,000 steps, model fits and
+# evaluations would take over an hour of a core per run.
+LAYERS = (
+    Layer(
+        {
+            "steps": 5_000,
+            "dyna.rollout_length": 5,
+            "dyna.updates_per_step": 20,
+            "sac.init_alpha": 0.1,
+            "sac.gamma": 0.95,
+        },
+        when={"env": "reacher"},
+    ),
+    Layer(
+        {
+            "steps": 20_000,
+            "dyna.updates_per_step": 5,
+            "sac.init_alpha": 0.1,
+            "sac.gamma": 0.95,
+        },
+        when={"env": "pusher"},
+    ),
+)
 
 ALIASES = {
-    "use_model": "model",  # with BooleanOptionalAction: --model / --no-model
+    "use_model": "no-model",
+    "model_kind": "model",
     "dyna.rollout_length": "rollout-length",
     "dyna.real_ratio": "real-ratio",
     "dyna.model_train_every": "model-train-every",
@@ -118,45 +132,26 @@ ALIASES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mbpo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    cfglib.add_arguments(parser, MBPOConfig, aliases=ALIASES)
-    # MBPO samples a random member per transition (TS-1); flags read nested defaults from the
-    # class, so the override in MBPOConfig's default instance is restated here.
-    parser.set_defaults(**{"model.propagation": "ts1"})
-    parser.epilog = "Per-task defaults (applied before the flags): " + "; ".join(
-        f"{env}: " + ", ".join(f"{k}={v}" for k, v in d.items()) for env, d in TASK_DEFAULTS.items()
-    )
-    add_run_arguments(parser, "runs/mbpo_<env>_<seed>, or runs/sac_... with --no-model")
-    return parser
+def _default_out(cfg: MBPOConfig) -> str:
+    return f"runs/{_title(cfg).lower()}_{cfg.env}_{cfg.seed}"
 
 
-def parse_config(parser: argparse.ArgumentParser, argv: list[str]):
-    """Parse flags; the chosen env's TASK_DEFAULTS replace the generic defaults first."""
-    apply_task_defaults(parser, argv, TASK_DEFAULTS, MBPOConfig.env)
-    ns = parser.parse_args(argv)
-    return cfglib.from_args(MBPOConfig, ns), ns
+COMMAND = CommandLine(
+    prog="mbpo.py",
+    description=__doc__,
+    config=MBPOConfig,
+    out=_default_out,
+    out_help="runs/mbpo_<env>_<seed>, or runs/sac_... with --no-model",
+    layers=LAYERS,
+    aliases=ALIASES,
+)
+
+
+parse_config = COMMAND.parse  # argv -> (config, namespace)
 
 
 def main(argv: list[str] | None = None) -> RunDir:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        cfg, ns = parse_config(parser, argv)
-    except ConfigError as e:
-        parser.error(str(e))
-    kind = "mbpo" if cfg.use_model else "sac"
-    return run_experiment(
-        parser,
-        argv,
-        cfglib.to_dict(cfg),
-        ns,
-        Path("runs") / f"{kind}_{cfg.env}_{cfg.seed}",
-        lambda run, resume, progress: train(cfg, run, resume=resume, progress=progress),
-        fatal=(TrainingDivergedError, FloatingPointError),
-    )
+    return COMMAND.run(argv, train, fatal=(TrainingDivergedError, FloatingPointError))
 
 
 @functools.lru_cache(maxsize=4)
@@ -165,7 +160,7 @@ def build_agent(cfg: MBPOConfig) -> DynaAgent:
     (tests, --resume after a crash in a notebook) reuse its compiled functions."""
     spec = get_spec(cfg.env)
     sac = make_sac(cfg.sac, spec)
-    model = make_model("ensemble", cfg.model, spec) if cfg.use_model else None
+    model = make_model(cfg.model_kind, cfg.model, spec) if cfg.use_model else None
     episodes = -(-cfg.steps // spec.episode_steps)
     return make_dyna_agent(
         cfg.dyna,
@@ -204,7 +199,7 @@ class _Loop:
 
 def train(cfg: MBPOConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
     spec = get_spec(cfg.env)
-    env, eval_env = make(cfg.env), make(cfg.env)
+    env, eval_env = make(cfg.env, variant=cfg.variant), make(cfg.env, variant=cfg.variant)
     T = spec.episode_steps
     episodes = -(-cfg.steps // T)
     agent = build_agent(replace(cfg, seed=0))

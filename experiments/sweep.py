@@ -10,7 +10,7 @@
 Every (grid point, seed) is one run of `python SCRIPT ARGS... --KEY VALUE... --seed S --out DIR`,
 where ARGS are the flags after `--` and `--grid KEY=V1,V2` expands to `--KEY V1` and `--KEY V2`
 (underscores become dashes: `model.hidden_size` -> `--model.hidden-size`; the values true and
-false give the boolean flags `--KEY` and `--no-KEY`, as in `--grid model=true,false`, which
+false give the boolean flags `--KEY` and `--no-KEY`, as in `--grid use_model=true,false`, which
 runs mbpo.py as MBPO and as plain SAC). Runs go to
 `<out>/runs/<KEY=V__...__seed=S>/` and their output to `<out>/logs/<name>.log`.
 
@@ -147,7 +147,7 @@ def flag(key: str) -> str:
 
 def command(script: Path, spec: RunSpec, extra: Sequence[str], resume: bool) -> list[str]:
     """The run's command line; a grid value `true`/`false` is a boolean flag: `--KEY` or
-    `--no-KEY` (e.g. `--grid model=true,false` for mbpo.py's MBPO vs plain SAC)."""
+    `--no-KEY` (e.g. `--grid use_model=true,false` for mbpo.py's MBPO vs plain SAC)."""
     cmd = [sys.executable, str(script), *extra]
     for key, value in spec.overrides:
         if value.lower() in ("true", "false"):

@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--skip-paper", action="store_true", help="only the default config")
     args = p.parse_args()
     pets = load_experiment("pets")
-    defaults, _ = pets.parse_config(pets.build_parser(), ["--env", args.env])
+    defaults, _ = pets.parse_config(["--env", args.env])
     configs = [("default", defaults.model, defaults.planner)]
     if not args.skip_paper:
         paper_m = replace(EnsembleConfig(), members=5, hidden_size=200, hidden_layers=4)

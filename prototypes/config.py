@@ -1,10 +1,14 @@
 """Frozen config dataclasses <-> argparse flags and JSON.
 
 Each component keeps a frozen `<Thing>Config` beside its code; fields are declared with `arg`,
-which carries the one-line help text. An experiment composes the configs into one dataclass,
-`add_arguments` turns it into flags (`--planner.population 500`, with dashes for underscores,
-plus any short aliases such as `--population`), and `from_args` builds it back, running every
-`__post_init__` check. Nested configs become dotted flags; the JSON form is `to_dict`/`from_dict`.
+which carries the one-line help text, and checked in `__post_init__` with `check`. An experiment
+composes the configs into one dataclass; `add_arguments` turns a config instance into flags
+(`--planner.population 500`, with dashes for underscores, plus any short aliases such as
+`--population`) whose defaults are that instance's values, and `from_args` builds it back,
+running every check. Nested configs become dotted flags; a field typed `Any` may hold any config
+(a model's, whose class depends on the model kind). The JSON form is `to_dict`/`from_dict`;
+`replace_flat` applies dotted overrides (a task's defaults) to an instance, checked once.
+Layering the defaults of an experiment (class, then task, then flags) is experiments/cli.py's.
 """
 
 from __future__ import annotations
@@ -12,9 +16,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-__all__ = ["ConfigError", "arg", "add_arguments", "from_args", "to_dict", "from_dict", "check"]
+__all__ = [
+    "ConfigError",
+    "arg",
+    "check",
+    "add_arguments",
+    "from_args",
+    "to_dict",
+    "from_dict",
+    "replace_flat",
+    "alias_list",
+]
 
 C = TypeVar("C")
 
@@ -41,33 +56,53 @@ def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
+def _instance(cfg: Any) -> Any:
+    """`cfg` itself, or the class's default instance if `cfg` is a class."""
+    return cfg() if isinstance(cfg, type) else cfg
+
+
+def alias_list(alias: str | Sequence[str] | None) -> list[str]:
+    """The flag names (without dashes) of one `aliases` entry: none, one or several."""
+    return [] if alias is None else [alias] if isinstance(alias, str) else list(alias)
+
+
 def add_arguments(
     parser: argparse.ArgumentParser,
-    cls: type,
+    cfg: Any,
     *,
     prefix: str = "",
-    aliases: dict[str, str] | None = None,
+    aliases: Mapping[str, str | Sequence[str]] | None = None,
+    choices: Mapping[str, Sequence[Any]] | None = None,
 ) -> None:
-    """Add one flag per (nested) field of the dataclass `cls`.
+    """Add one flag per (nested) field of a config, defaulting to that config's values.
 
     Args:
         parser: the parser to extend.
-        cls: a dataclass type; nested dataclass fields become `--outer.inner` flags in their
-            own argument group.
-        prefix: dotted prefix of `cls` inside the root config (used in recursion).
-        aliases: maps a dotted field name to a short flag name (`{"planner.horizon": "horizon"}`).
+        cfg: a config instance (its values are the flags' defaults, so an experiment's or a
+            task's overrides show in --help and need not be restated), or a config class (its
+            defaults). A field whose value is itself a config becomes `--outer.inner` flags in
+            their own argument group, whatever the field's declared type (a model's config is
+            typed `Any`: its class depends on the model kind).
+        prefix: dotted prefix of `cfg` inside the root config (used in recursion).
+        aliases: maps a dotted field name to a short flag name (`{"planner.horizon": "horizon"}`)
+            or a tuple of them. For a bool field, an alias "no-x" adds `--no-x` setting False.
+        choices: maps a dotted field name to its allowed values (for `str` fields whose values
+            come from a registry, e.g. the model kind).
     """
-    aliases = aliases or {}
+    cfg = _instance(cfg)
+    aliases, choices = aliases or {}, choices or {}
     group = parser if not prefix else parser.add_argument_group(prefix.rstrip("."))
-    for f, tp in _fields(cls):
+    for f, tp in _fields(type(cfg)):
         name = prefix + f.name
-        if dataclasses.is_dataclass(tp):
-            add_arguments(parser, tp, prefix=name + ".", aliases=aliases)
+        default = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(default):
+            add_arguments(parser, default, prefix=name + ".", aliases=aliases, choices=choices)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flags = [f"--{name.replace('_', '-')}"]
-        if name in aliases:
-            flags.append(f"--{aliases[name]}")
+        names = alias_list(aliases.get(name))
+        # a bool's alias "no-x" is a second way to say False (--no-model for --no-use-model)
+        negations = [a for a in names if tp is bool and a.startswith("no-")]
+        flags += [f"--{a}" for a in names if a not in negations]
         kwargs: dict[str, Any] = {"dest": name, "default": default}
         help_text = f.metadata.get("help", "")
         if tp is bool:
@@ -80,19 +115,33 @@ def add_arguments(
             kwargs["metavar"] = {int: "INT", float: "X", str: "STR"}[tp]
         else:
             raise TypeError(f"config field {name} has unsupported type {tp}")
+        if name in choices:
+            kwargs["choices"] = list(choices[name])
+            kwargs.pop("metavar", None)
         kwargs["help"] = f"{help_text} (default: %(default)s)"
         group.add_argument(*flags, **kwargs)
+        for a in negations:
+            group.add_argument(
+                f"--{a}",
+                dest=name,
+                action="store_false",
+                help=f"same as {flags[0]}".replace("--", "--no-", 1),
+            )
 
 
-def from_args(cls: type[C], ns: argparse.Namespace, prefix: str = "") -> C:
-    """Build `cls` from parsed flags; `__post_init__` checks run and may raise `ConfigError`."""
+def from_args(cfg: C | type[C], ns: argparse.Namespace, prefix: str = "") -> C:
+    """Build a config from parsed flags, shaped like `cfg` (an instance: nested configs keep
+    their classes; or a class). `__post_init__` checks run and may raise `ConfigError`."""
+    cfg = _instance(cfg)
     kwargs = {}
-    for f, tp in _fields(cls):
-        name = prefix + f.name
+    for f in dataclasses.fields(cfg):
+        name, value = prefix + f.name, getattr(cfg, f.name)
         kwargs[f.name] = (
-            from_args(tp, ns, name + ".") if dataclasses.is_dataclass(tp) else getattr(ns, name)
+            from_args(value, ns, name + ".")
+            if dataclasses.is_dataclass(value)
+            else getattr(ns, name)
         )
-    return cls(**kwargs)
+    return type(cfg)(**kwargs)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -107,13 +156,35 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def from_dict(cls: type[C], flat: dict[str, Any], prefix: str = "") -> C:
-    """Inverse of `to_dict` (missing keys take their defaults)."""
+def from_dict(cfg: C | type[C], flat: Mapping[str, Any], prefix: str = "") -> C:
+    """Inverse of `to_dict`, shaped like `cfg` (an instance or a class); missing keys keep
+    `cfg`'s values."""
+    cfg = _instance(cfg)
     kwargs = {}
-    for f, tp in _fields(cls):
-        name = prefix + f.name
-        if dataclasses.is_dataclass(tp):
-            kwargs[f.name] = from_dict(tp, flat, name + ".")
+    for f in dataclasses.fields(cfg):
+        name, value = prefix + f.name, getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            kwargs[f.name] = from_dict(value, flat, name + ".")
         elif name in flat:
             kwargs[f.name] = flat[name]
-    return cls(**kwargs)
+        else:
+            kwargs[f.name] = value
+    return type(cfg)(**kwargs)
+
+
+def replace_flat(cfg: C, overrides: Mapping[str, Any]) -> C:
+    """`cfg` with dotted fields replaced (`{"planner.horizon": 25}`), all checks run once.
+
+    Raises:
+        ConfigError: a key names no field of `cfg` (the message lists the close ones), or a
+            replaced value fails a check.
+    """
+    known = to_dict(cfg)
+    for key in overrides:
+        if key not in known:
+            near = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
+            raise ConfigError(
+                f"{key!r} is not a config field"
+                + (f" (did you mean {', '.join(near)}?)" if near else "")
+            )
+    return from_dict(cfg, overrides)

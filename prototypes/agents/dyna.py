@@ -228,7 +228,7 @@ def make_dyna_agent(
         if not use_model:
             return state, {}
         model_state, metrics = model.fit(state.model, key, replay.contents(state.real))
-        return state.replace(model=model_state), metrics
+        return state.replace(model=model_state), {**metrics, **model.summary(model_state)}
 
     @jax.jit
     def imagine(state: DynaState, key: PRNGKey) -> tuple[DynaState, Metrics]:

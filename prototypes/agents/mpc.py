@@ -78,7 +78,8 @@ def make_mpc_agent(model: WorldModel, planner: Planner, spec: EnvSpec, capacity:
 
     def update(state: MPCState, key: PRNGKey) -> tuple[MPCState, Metrics]:
         model_state, metrics = model.fit(state.model, key, replay.contents(state.buffer))
-        return state.replace(model=model_state), metrics
+        # what the model reports about what it learned (e.g. parent sets) joins the fit metrics
+        return state.replace(model=model_state), {**metrics, **model.summary(model_state)}
 
     return MPCAgent(init=init, act=act, update=update, model=model, planner=planner, spec=spec)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from prototypes.types import Action, Metrics, Obs, PRNGKey, Step, Transition
 
-__all__ = ["ModelState", "WorldModel", "TrainingDivergedError", "identity_encode"]
+__all__ = ["ModelState", "WorldModel", "TrainingDivergedError", "identity_encode", "no_summary"]
 
 ModelState = Any  # each model defines its own pytree
 
@@ -27,6 +27,12 @@ def identity_encode(model_state: ModelState, obs: Obs) -> Obs:
     """Default `encode`: the planning state is the observation itself."""
     del model_state
     return obs
+
+
+def no_summary(model_state: ModelState) -> Metrics:
+    """Default `summary`: nothing to report about the learned state."""
+    del model_state
+    return {}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class WorldModel:
             that `predict` advances. A simulator-backed model (the oracle) holds the live env it
             reads the physics from, so callers never pass an env.
         name: for logs.
+        summary: (state) -> metrics describing what the model has learned, for the run's
+            metrics after a fit (the factored model's parent sets, say). Host-side; {} by default.
     """
 
     init: Callable[[PRNGKey, Transition], ModelState]
@@ -51,3 +59,4 @@ class WorldModel:
     fit: Callable[[ModelState, PRNGKey, Transition], tuple[ModelState, Metrics]]
     encode: Callable[[ModelState, Obs], Obs] = field(default=identity_encode)
     name: str = "model"
+    summary: Callable[[ModelState], Metrics] = field(default=no_summary)

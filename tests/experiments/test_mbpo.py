@@ -126,6 +126,6 @@ def test_resume_without_a_run(mbpo, tmp_path, capsys):
 def test_no_model_flag_selects_plain_sac(mbpo):
     # a bool field named no_model made "--no-model" (BooleanOptionalAction's negation) set False
     parse = mbpo.parse_config
-    assert parse(mbpo.build_parser(), [])[0].use_model is True
-    cfg, _ = parse(mbpo.build_parser(), ["--no-model"])
+    assert parse([])[0].use_model is True
+    cfg, _ = parse(["--no-model"])
     assert cfg.use_model is False and cfg.model.propagation == "ts1"

@@ -122,9 +122,12 @@ def test_killed_run_resumes_to_the_same_metrics(script, reference_run, tmp_path,
         (["--world-model", "gp"], "invalid choice: 'gp'"),
         (
             ["--env", "fetch_push", "--world-model", "factored"],
-            "--world-model factored needs a grid abstraction, which exists for fetch_reach only",
+            "model 'factored' exists for fetch_reach only, got env 'fetch_push'",
         ),
-        (["--grid.cell", "-1"], "grid.cell must be > 0 metres, got -1.0"),
+        (
+            ["--model", "factored", "--model.grid.cell", "-1"],
+            "grid.cell must be > 0 metres, got -1.0",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_with_status_2(script, argv, fragment, tmp_path, capsys):
@@ -146,7 +149,7 @@ def test_resume_without_a_run_or_with_a_corrupt_checkpoint(script, tmp_path, cap
     from prototypes.data.runs import open_run
 
     argv = ["--out", str(tmp_path / "bad")]
-    cfg, _ = script.parse_config(script.build_parser(), argv)
+    cfg, _ = script.parse_config(argv)
     run = open_run(tmp_path / "bad", cfglib.to_dict(cfg), resume=False)
     with pytest.raises(SystemExit):
         script.main(argv + ["--resume"])
@@ -180,8 +183,9 @@ def test_factored_model_learns_its_parents_and_plans(script, tmp_path):
     )
     assert records[9]["model/num_edges"] == 6
     meta = json.loads((out / "config.json").read_text())
-    assert meta["config"]["world_model"] == "factored"
-    assert meta["config"]["factored.score"] == "bdeu" and meta["config"]["grid.cell"] == 0.03
+    assert meta["config"]["model_kind"] == "factored"
+    assert meta["config"]["model.factored.score"] == "bdeu"
+    assert meta["config"]["model.grid.cell"] == 0.03
     # the random episodes took codebook rows only (else the refit would have raised)
     assert (out / "plots" / "success.png").exists()
 

@@ -134,7 +134,7 @@ def test_resume_without_a_run_or_with_a_corrupt_checkpoint(pets, tmp_path, capsy
     from prototypes.data.runs import open_run
 
     argv = ["--out", str(tmp_path / "bad"), "--env", "reacher"]
-    cfg, _ = pets.parse_config(pets.build_parser(), argv)
+    cfg, _ = pets.parse_config(argv)
     run = open_run(tmp_path / "bad", cfglib.to_dict(cfg), resume=False)
     with pytest.raises(SystemExit):
         pets.main(argv + ["--resume"])
