@@ -48,6 +48,19 @@ class PlannerConfig:
     )
     temperature: float = arg(0.1, "MPPI temperature lambda (in return units)")
     return_best: bool = arg(False, "CEM: act with the best sequence seen instead of the final mean")
+    noise_beta: float = arg(
+        0.0,
+        "CEM: exponent beta of the 1/f^beta sampling noise over time (iCEM): 0 white noise, "
+        "2-2.5 smooth, low-frequency action sequences",
+    )
+    population_decay: float = arg(
+        1.0, "CEM: iteration i samples population / decay^i sequences, at least 2 x elites (iCEM)"
+    )
+    shift_elites: float = arg(
+        0.0,
+        "CEM: fraction of the previous call's elites, shifted one step, added to the first "
+        "iteration's population (iCEM)",
+    )
 
     def __post_init__(self) -> None:
         check(
@@ -69,13 +82,28 @@ class PlannerConfig:
             f"planner.keep_elites must be in [0, 1], got {self.keep_elites}",
         )
         check(self.temperature > 0, f"planner.temperature must be > 0, got {self.temperature}")
+        check(
+            0.0 <= self.noise_beta <= 4.0,
+            f"planner.noise_beta must be in [0, 4], got {self.noise_beta}",
+        )
+        check(
+            self.population_decay >= 1.0,
+            f"planner.population_decay must be >= 1, got {self.population_decay}",
+        )
+        check(
+            0.0 <= self.shift_elites <= 1.0,
+            f"planner.shift_elites must be in [0, 1], got {self.shift_elites}",
+        )
 
 
 @struct.dataclass
 class PlanState:
-    """mean [T, A]: the warm-start action sequence (the previous plan shifted by one step)."""
+    """mean [T, A]: the warm-start action sequence (the previous plan shifted by one step);
+    elites [S, T, A] or None: the previous call's best sequences, shifted by one step (iCEM's
+    shifted elites; None for planners and settings that keep none)."""
 
     mean: Float[Array, "T A"]
+    elites: Float[Array, "S T A"] | None = None
 
 
 @dataclass(frozen=True)
