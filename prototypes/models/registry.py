@@ -37,6 +37,7 @@ from prototypes.models.abstraction import make_abstract_model
 from prototypes.models.base import WorldModel
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
 from prototypes.models.factored import FactoredModelConfig, make_factored_model, state_to_dbn
+from prototypes.models.structured import StructuredConfig, make_structured, tasks_with_layout
 
 __all__ = [
     "ModelKind",
@@ -291,4 +292,11 @@ register_model(
     "a learned factored DBN over grid cells of the goal offset (fetch_reach; codebook actions)",
     tasks=fetch.GRID_TASKS,
     codebook=True,
+)
+register_model(
+    "structured",
+    StructuredConfig,
+    lambda cfg, spec, env: make_structured(cfg, spec),
+    "probabilistic ensemble of object-factored graph networks over the task's entities",
+    tasks=tasks_with_layout(),
 )

@@ -1,0 +1,833 @@
+"""A probabilistic ensemble of object-factored relational dynamics over the task's entity layout.
+
+Each member is a small graph network (an interaction network, Battaglia et al. 2016; jraph's
+`InteractionNetwork` is the reference design) over the entities of `spec.layout`
+(envs/layout.py). The graph is compiled once on the host (`compile_graph`) into static index
+arrays; the network is a few gathers, MLPs and one `jax.ops.segment_sum`.
+
+One member, for one example::
+
+    node i of type T:   h_i = silu(Enc_T([features_i, action if T is arm]))          [H]
+    edge s -> r:        e_sr = [pos_s - pos_r, |pos_s - pos_r|]                       (normalised)
+                        m_sr, g_sr = Edge([h_s, h_r, e_sr])   message [H], gate logit [1]
+                        msg_sr = sigmoid(g_sr) * cut(|pos_s - pos_r|) * m_sr
+    aggregate:          a_r = sum_s msg_sr                                             (segment_sum)
+    decode, type T:     mean_i, logvar_i = Dec_T([h_i, a_i])                           [D_T] each
+    passive T (object): mean_i = Dec_T([h_i, a_i]) - Dec_T([h_i, 0])   (exactly 0 if a_i = 0)
+
+- Features are relative and translation-invariant: a node sees its own velocity, rotation,
+  "other" and non-derivable "relative" entries (envs/layout.py kinds), never its absolute
+  position; edges carry the displacement between the two entities' positions and its length.
+  An entity without a position but with a `relative` to one that has one (Reacher's fingertip,
+  relative to the target) is placed at `pos_other + relative` for its edges.
+- Weights are shared by entity type: one encoder and one decoder per type (the encoder's bias is
+  the type embedding; Pusher's object has no features but position, so that is all it gets),
+  one edge network for all edges (sender and receiver types are in their latents).
+- The action goes to arm nodes only; objects feel it through the arm's messages.
+- Goal entities are not physical: by default they send no messages and their delta is exactly
+  zero (a goal never moves within an episode). `goal_edges=True` lets them send messages.
+- Passive entities (type "object") move only through what they receive: with no incoming message
+  their mean delta is exactly zero (an object nobody touches does not move), and the learned
+  sigmoid gate, times an optional smooth distance cut-off, lets an edge fall silent when the
+  two entities are apart.
+- Outputs are per-entity Gaussian deltas (mean and bounded log-variance, as GaussianMLP), mapped
+  back to the flat observation by a scatter along the layout's indices. A `relative` entry whose
+  two positions are both observed (FetchPush's object - gripper) is not predicted but recomputed
+  from the predicted next positions, so it stays consistent. Rotation deltas are wrapped to
+  (-pi, pi] when training (Fetch's Euler angles jump by 2 pi at the wrap; for cos/sin features
+  the wrap never applies), so the next rotation may leave (-pi, pi].
+- Normalisation is per entity type: every node-feature, output and edge-feature column is
+  standardised with statistics pooled over the entities (edges) of its type (type pair), so
+  same-type entities stay interchangeable. Passive outputs are scaled but not centred (their
+  zero stays zero). Output columns that never varied are predicted exactly (as the ensemble).
+- Velocities that the observation gives relative to another entity's (FetchPush's object) are
+  put back in the world frame on the way in and out (`RELATIVE_VELOCITIES`).
+- Lookahead edges (`lookahead`): every edge also carries its displacement and distance after the
+  arm nodes move by the kinematic prior's mean delta, i.e. where the gripper will be this step.
+- Optional kinematic prior for the arm: a ridge regression, refitted in closed form at each fit,
+  from the arm node's normalised inputs (its features and the action) to its normalised delta;
+  the network learns the residual. With Fetch's Cartesian actions this is the "gripper follows
+  the action" prior, learned rather than hand-coded.
+
+Propagation (TS-1, TS-inf, expectation) and training (bootstrap, NLL plus log-variance-bound
+penalty, per-member early stopping on a held-out MSE) are the flat ensemble's functions
+(models/ensemble.py), applied to the flattened graph inputs `x` [B, I] and outputs `z` [B, D].
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from prototypes.config import arg, check
+from prototypes.envs.layout import ARM, GOAL, EntityLayout, indices
+from prototypes.envs.registry import EnvSpec
+from prototypes.models.base import TrainingDivergedError, WorldModel
+from prototypes.models.ensemble import (
+    _CHUNK,
+    PREDICT_BY_PROPAGATION,
+    Propagation,
+    _bucket,
+    _make_train_steps,
+    _pad_rows,
+    _select_members,
+    ensemble_loss,
+    holdout_mse,
+    holdout_split,
+    minibatch_indices,
+)
+from prototypes.models.normalizer import Normalizer
+from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Transition
+
+__all__ = [
+    "StructuredConfig",
+    "StructuredState",
+    "NodeGroup",
+    "Graph",
+    "GraphNet",
+    "compile_graph",
+    "graph_inputs",
+    "graph_targets",
+    "pooled_normalizer",
+    "cutoff_weight",
+    "prior_outputs",
+    "fit_prior",
+    "tasks_with_layout",
+    "RELATIVE_VELOCITIES",
+    "make_structured",
+]
+
+# Velocities the observation gives relative to another entity's, as (entity, first entries of its
+# velocity, the entity whose velocity was subtracted): FetchPush's object_velp is object_velp -
+# grip_velp (envs/fetch.py). The model adds the other's velocity back on the way in and subtracts
+# it on the way out, so every node sees its own velocity in the world frame (one-step object error
+# on contact steps 10.4 -> 6.1 mm in profiling/benchmark_structured.py). This belongs in the
+# EntityLayout (a `velocity_relative_to`); it lives here until the layout can say it.
+RELATIVE_VELOCITIES: dict[str, tuple[tuple[str, int, str], ...]] = {
+    "fetch_push": (("object", 3, "gripper"),),
+}
+
+STATIC, ACTUATED, PASSIVE, FREE = "static", "actuated", "passive", "free"  # node roles
+INPUT_KINDS = ("velocity", "rotation", "relative", "other")  # never position: no absolute place
+
+
+@dataclass(frozen=True)
+class StructuredConfig:
+    members: int = arg(5, "ensemble size E")
+    hidden_size: int = arg(64, "width of every hidden layer, node latent and message")
+    hidden_layers: int = arg(2, "hidden layers of the edge and decoder MLPs")
+    propagation: Propagation = arg("tsinf", "how particles use members: ts1, tsinf or expectation")
+    learning_rate: float = arg(1e-3, "Adam learning rate")
+    weight_decay: float = arg(5e-5, "L2 weight decay (decoupled, AdamW)")
+    batch_size: int = arg(32, "minibatch size per member")
+    max_epochs: int = arg(
+        50, "most training epochs per fit (an epoch = N_train / batch_size steps)"
+    )
+    patience: int = arg(8, "stop after this many epochs without a held-out improvement")
+    holdout: float = arg(0.1, "fraction of the data held out for early stopping")
+    bootstrap: bool = arg(True, "each member trains on its own bootstrap resample")
+    logvar_penalty: float = arg(0.01, "weight of the term that tightens the log-variance bounds")
+    passive_objects: bool = arg(
+        True, "an object's mean delta is exactly zero when no message reaches it"
+    )
+    kinematic_prior: bool = arg(
+        True, "arm delta = closed-form ridge fit on (arm features, action) + learned residual"
+    )
+    cutoff: float = arg(
+        0.0, "edges longer than this (obs units, e.g. metres) carry no message; 0: no cut-off"
+    )
+    goal_edges: bool = arg(False, "goal entities send messages (they are not physical)")
+    lookahead: bool = arg(
+        True, "edges also see the displacement after the arm's prior step (needs the prior)"
+    )
+
+    def __post_init__(self) -> None:
+        check(self.members >= 1, f"model.members must be >= 1, got {self.members}")
+        check(self.hidden_size >= 1, f"model.hidden_size must be >= 1, got {self.hidden_size}")
+        check(
+            self.hidden_layers >= 1, f"model.hidden_layers must be >= 1, got {self.hidden_layers}"
+        )
+        check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
+        check(self.batch_size >= 1, f"model.batch_size must be >= 1, got {self.batch_size}")
+        check(self.max_epochs >= 1, f"model.max_epochs must be >= 1, got {self.max_epochs}")
+        check(self.patience >= 1, f"model.patience must be >= 1, got {self.patience}")
+        check(0.0 <= self.holdout < 1.0, f"model.holdout must be in [0, 1), got {self.holdout}")
+        check(self.cutoff >= 0.0, f"model.cutoff must be >= 0, got {self.cutoff}")
+        check(
+            self.propagation in ("ts1", "tsinf", "expectation"),
+            f"model.propagation must be ts1, tsinf or expectation, got {self.propagation!r}",
+        )
+
+
+# --- the graph, compiled once on the host ---------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class NodeGroup:
+    """The nodes of one entity type, in layout order.
+
+    Attributes:
+        type: the entity type.
+        role: "actuated" (arm: gets the action), "passive" (object: moves only through
+            messages), "free" (object with `passive_objects=False`: decoded like the arm, without
+            the action) or "static" (goal: only sends messages, delta exactly zero).
+        names: the entities, n of them.
+        in_idx: [n, F] obs indices of each node's input features.
+        out_idx: [n, D] obs indices of each node's predicted delta (D = 0 for static nodes).
+        wrap: [D] which output columns are rotations (deltas wrapped to (-pi, pi] in training).
+    """
+
+    type: str
+    role: str
+    names: tuple[str, ...]
+    in_idx: np.ndarray
+    out_idx: np.ndarray
+    wrap: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+    @property
+    def in_dim(self) -> int:
+        return self.in_idx.shape[1]
+
+    @property
+    def out_dim(self) -> int:
+        return self.out_idx.shape[1]
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A task's entity graph as static arrays. Nodes are numbered group-major (groups in order of
+    first type appearance, entities in layout order inside a group). Goal entities are nodes only
+    with `goal_edges` (otherwise nothing reads them and their delta is zero).
+
+    Attributes:
+        groups: the node groups, one per type.
+        obs_dim, act_dim: O and A.
+        pos_idx: [N, P] obs indices of each node's position (or of the position its `relative`
+            is measured from, when it has none); rows of -1 for nodes with neither.
+        rel_idx: [N, P] obs indices of the relative entry added to pos_idx, or -1 rows.
+        senders, receivers: [Ed] node ids of every directed edge.
+        edge_group: [Ed] id of each edge's (sender type, receiver type) pair.
+        derived: (relative, own position, other's position) obs indices of every relative entry
+            recomputed from the predicted positions instead of predicted.
+        lookahead: edges also carry their displacement and distance after the arm's
+            kinematic-prior step (a second edge block at the end of the input).
+    """
+
+    groups: tuple[NodeGroup, ...]
+    obs_dim: int
+    act_dim: int
+    pos_idx: np.ndarray
+    rel_idx: np.ndarray
+    senders: np.ndarray
+    receivers: np.ndarray
+    edge_group: np.ndarray
+    derived: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...]
+    lookahead: bool = False
+
+    @property
+    def num_nodes(self) -> int:
+        return sum(g.n for g in self.groups)
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.senders)
+
+    @property
+    def edge_dim(self) -> int:
+        """Edge features: displacement (P) and distance (1); 0 without edges."""
+        return self.pos_idx.shape[1] + 1 if self.num_edges else 0
+
+    @property
+    def base_dim(self) -> int:
+        """Node features + edge features + action + one cut-off weight per edge."""
+        nodes = sum(g.n * g.in_dim for g in self.groups)
+        return nodes + self.num_edges * self.edge_dim + self.act_dim + self.num_edges
+
+    @property
+    def in_dim(self) -> int:
+        """I = `base_dim`, plus the lookahead edge features if `lookahead`."""
+        return self.base_dim + (self.num_edges * self.edge_dim if self.lookahead else 0)
+
+    @property
+    def out_dim(self) -> int:
+        """D = the deltas of every decoded node."""
+        return sum(g.n * g.out_dim for g in self.groups)
+
+    @property
+    def out_cols(self) -> np.ndarray:
+        """[D] the obs index of every output column (the scatter back to the observation)."""
+        return np.concatenate([g.out_idx.ravel() for g in self.groups]).astype(np.int32)
+
+
+def compile_graph(
+    layout: EntityLayout,
+    act_dim: int,
+    *,
+    goal_edges: bool = False,
+    passive_objects: bool = True,
+    lookahead: bool = False,
+) -> Graph:
+    """Node groups, edges and recomputed relative entries of a layout, as static arrays.
+
+    Edges: every ordered pair (s, r) of distinct nodes whose receiver is decoded (not a goal).
+    A `relative` entry is recomputed (not an input, not an output) when both its entity and the
+    one it is measured from have positions.
+
+    Raises:
+        ValueError: entity positions of different lengths.
+    """
+    ents = {e.name: e for e in layout.entities}
+
+    def derivable(e) -> bool:
+        return (
+            e.relative is not None
+            and e.position is not None
+            and ents[e.relative_to].position is not None
+        )
+
+    groups = []
+    for type_ in layout.types:
+        if type_ == GOAL and not goal_edges:
+            continue
+        members = layout.entities_of_type(type_)
+        role = {ARM: ACTUATED, GOAL: STATIC}.get(type_, PASSIVE if passive_objects else FREE)
+        ins, outs, wrap = [], [], []
+        for e in members:  # same-type entities have the same kinds and sizes (layout.validate)
+            kinds = {k: v for k, v in e.kinds.items() if not (k == "relative" and derivable(e))}
+            ins.append([i for k in INPUT_KINDS if k in kinds for i in indices(kinds[k])])
+            outs.append([i for k in kinds for i in indices(kinds[k])])
+            wrap = [k == "rotation" for k in kinds for _ in indices(kinds[k])]
+        if role == STATIC:
+            outs, wrap = [[] for _ in members], []
+        groups.append(
+            NodeGroup(
+                type=type_,
+                role=role,
+                names=tuple(e.name for e in members),
+                in_idx=np.asarray(ins, np.int32).reshape(len(members), -1),
+                out_idx=np.asarray(outs, np.int32).reshape(len(members), -1),
+                wrap=np.asarray(wrap, bool),
+            )
+        )
+    order = [(name, g.type, g.role) for g in groups for name in g.names]
+    pos, rel = [], []
+    for name, _, _ in order:
+        e = ents[name]
+        if e.position is not None:
+            pos.append(indices(e.position))
+            rel.append(None)
+        elif e.relative is not None and ents[e.relative_to].position is not None:
+            pos.append(indices(ents[e.relative_to].position))
+            rel.append(indices(e.relative))
+        else:
+            pos.append(None)
+            rel.append(None)
+    dims = sorted({len(p) for p in pos if p is not None})
+    if len(dims) > 1:
+        raise ValueError(f"entity positions must all have one length, got lengths {dims}")
+    P = dims[0] if dims else 0
+    pairs = [
+        (s, r)
+        for r in range(len(order))
+        for s in range(len(order))
+        if s != r and order[r][2] != STATIC
+    ]
+    type_pairs = list(dict.fromkeys((order[s][1], order[r][1]) for s, r in pairs))
+    return Graph(
+        groups=tuple(groups),
+        obs_dim=layout.obs_dim,
+        act_dim=act_dim,
+        pos_idx=np.asarray([p or (-1,) * P for p in pos], np.int32).reshape(-1, P),
+        rel_idx=np.asarray([r or (-1,) * P for r in rel], np.int32).reshape(-1, P),
+        senders=np.asarray([s for s, _ in pairs], np.int32),
+        receivers=np.asarray([r for _, r in pairs], np.int32),
+        edge_group=np.asarray(
+            [type_pairs.index((order[s][1], order[r][1])) for s, r in pairs], np.int32
+        ),
+        derived=tuple(
+            (indices(e.relative), indices(e.position), indices(ents[e.relative_to].position))
+            for e in layout.entities
+            if derivable(e)
+        ),
+        lookahead=lookahead and any(g.role == ACTUATED for g in groups) and bool(pairs),
+    )
+
+
+# --- inputs and targets (pure functions of raw observations) -------------------------------------
+
+
+def cutoff_weight(dist: Float[Array, ...], cutoff: float) -> Float[Array, ...]:
+    """1 up to 0.75 cutoff, then linearly down to 0 at `cutoff` and beyond; 1 if cutoff is 0."""
+    if cutoff <= 0:
+        return jnp.ones_like(dist)
+    return jnp.clip(4.0 * (1.0 - dist / cutoff), 0.0, 1.0)
+
+
+def edge_features(graph: Graph, obs: Float[Array, "B O"]) -> Float[Array, "B Ed P+1"]:
+    """Each edge's sender position minus receiver position, and its length (zero for nodes
+    without a position)."""
+    B, P = obs.shape[0], graph.pos_idx.shape[1]
+    if P == 0:
+        return jnp.zeros((B, graph.num_edges, 1), obs.dtype)
+    has_pos, has_rel = graph.pos_idx[:, 0] >= 0, graph.rel_idx[:, 0] >= 0
+    pos = jnp.where(has_pos[None, :, None], obs[:, graph.pos_idx], 0.0)
+    pos = pos + jnp.where(has_rel[None, :, None], obs[:, graph.rel_idx], 0.0)
+    disp = pos[:, graph.senders] - pos[:, graph.receivers]  # [B, Ed, P]
+    return jnp.concatenate([disp, jnp.sqrt(jnp.sum(disp**2, axis=-1, keepdims=True))], axis=-1)
+
+
+def graph_inputs(
+    graph: Graph, cutoff: float, obs: Float[Array, "B O"], action: Float[Array, "B A"]
+) -> Float[Array, "B I0"]:
+    """The raw (unnormalised) base input of the graph network, for a batch (I0 = base_dim):
+    [node features by group, entity-major (n F each)], [edge displacement and distance (Ed (P+1))],
+    [action (A)], [cut-off weight of each edge (Ed)]. No absolute position enters."""
+    B = obs.shape[0]
+    parts = [obs[:, g.in_idx].reshape(B, -1) for g in graph.groups]
+    if graph.num_edges:
+        edges = edge_features(graph, obs)
+        parts += [edges.reshape(B, -1), action, cutoff_weight(edges[..., -1], cutoff)]
+    else:
+        parts.append(action)
+    return jnp.concatenate(parts, axis=-1)
+
+
+def _wrap(d: np.ndarray) -> np.ndarray:
+    return (d + np.pi) % (2 * np.pi) - np.pi
+
+
+def graph_targets(
+    graph: Graph, obs: Float[np.ndarray, "N O"], next_obs: Float[np.ndarray, "N O"]
+) -> Float[np.ndarray, "N D"]:
+    """The raw output targets (host, NumPy): each decoded node's delta next_obs - obs along its
+    out_idx, rotations wrapped to (-pi, pi], in the column order of `Graph.out_cols`."""
+    delta = np.asarray(next_obs, np.float64) - np.asarray(obs, np.float64)
+    parts = []
+    for g in graph.groups:
+        d = delta[:, g.out_idx]  # [N, n, D]
+        d[..., g.wrap] = _wrap(d[..., g.wrap])
+        parts.append(d.reshape(len(delta), -1))
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
+def _column_groups(graph: Graph) -> tuple[list, list]:
+    """For the input and output columns: a pooling key per column (columns with one key share
+    their statistics) and, for outputs, whether to centre. Cut-off weights get key None (kept)."""
+    keys_in = [
+        ("node", g.type, f) for g in graph.groups for _ in range(g.n) for f in range(g.in_dim)
+    ]
+    if graph.num_edges:
+        keys_in += [("edge", int(t), f) for t in graph.edge_group for f in range(graph.edge_dim)]
+    keys_in += [("action", a) for a in range(graph.act_dim)]
+    keys_in += [None] * graph.num_edges
+    if graph.lookahead:
+        keys_in += [("look", int(t), f) for t in graph.edge_group for f in range(graph.edge_dim)]
+    keys_out = [
+        ("out", g.type, d) for g in graph.groups for _ in range(g.n) for d in range(g.out_dim)
+    ]
+    center_out = [g.role != PASSIVE for g in graph.groups for _ in range(g.n * g.out_dim)]
+    return keys_in, [keys_out, center_out]
+
+
+def pooled_normalizer(
+    x: Float[np.ndarray, "N D"], keys: list, center: list[bool] | None = None
+) -> Normalizer:
+    """Per-column standardisation with statistics pooled over all columns sharing a key (entities
+    of one type, edges of one type pair); key None leaves a column as is (mean 0, std 1). With
+    center[c] False, column c keeps mean 0 and is scaled by its root mean square. Columns whose
+    pooled spread is below 1e-6 get std 1 and are flagged constant (as `fit_normalizer`)."""
+    x = np.asarray(x, np.float64)
+    D = x.shape[1]
+    center = [True] * D if center is None else center
+    mean, std, const = np.zeros(D), np.ones(D), np.zeros(D, bool)
+    for key in dict.fromkeys(k for k in keys if k is not None):
+        cols = [c for c in range(D) if keys[c] == key]
+        vals = x[:, cols]
+        m = vals.mean() if center[cols[0]] else 0.0
+        s = np.sqrt(np.mean((vals - m) ** 2)) if vals.size else 0.0
+        mean[cols] = m
+        if s < 1e-6:
+            const[cols] = True
+        else:
+            std[cols] = s
+    return Normalizer(
+        mean=jnp.asarray(mean, jnp.float32),
+        std=jnp.asarray(std, jnp.float32),
+        constant=jnp.asarray(const),
+    )
+
+
+# --- the network ----------------------------------------------------------------------------------
+
+
+class _MLP(nn.Module):
+    """silu hidden layers of width `hidden` (`layers` of them), then a linear layer `out`."""
+
+    hidden: int
+    layers: int
+    out: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "... I"]) -> Float[Array, "... Y"]:
+        for _ in range(self.layers):
+            x = nn.silu(nn.Dense(self.hidden)(x))
+        return nn.Dense(self.out)(x)
+
+
+class GraphNet(nn.Module):
+    """One member: flat normalised graph inputs x [M, I] -> mean and bounded log-variance of the
+    normalised deltas [M, D] (module docstring for the equations)."""
+
+    graph: Graph
+    hidden_size: int
+    hidden_layers: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "M I"]) -> tuple[Float[Array, "M D"], Float[Array, "M D"]]:
+        g, H, M = self.graph, self.hidden_size, x.shape[0]
+        Ed, A = g.num_edges, g.act_dim
+        off, feats = 0, []
+        for grp in g.groups:
+            feats.append(x[:, off : off + grp.n * grp.in_dim].reshape(M, grp.n, grp.in_dim))
+            off += grp.n * grp.in_dim
+        edges = x[:, off : off + Ed * g.edge_dim].reshape(M, Ed, g.edge_dim)
+        off += Ed * g.edge_dim
+        action = x[:, off : off + A]
+        cut = x[:, off + A : off + A + Ed]
+        if g.lookahead:
+            look = x[:, g.base_dim :].reshape(M, Ed, g.edge_dim)
+            edges = jnp.concatenate([edges, look], axis=-1)
+        latents = []
+        for grp, f in zip(g.groups, feats, strict=True):
+            if grp.role == ACTUATED:
+                f = jnp.concatenate([f, jnp.broadcast_to(action[:, None], (M, grp.n, A))], -1)
+            if f.shape[-1]:
+                pre = nn.Dense(H, name=f"encoder_{grp.type}")(f)
+            else:  # no features (Pusher's object): a learned type embedding
+                embed = self.param(f"embed_{grp.type}", nn.initializers.normal(1.0), (H,))
+                pre = jnp.broadcast_to(embed, (M, grp.n, H))
+            latents.append(nn.silu(pre))
+        h = jnp.concatenate(latents, axis=1)  # [M, N, H]
+        if Ed:
+            inp = jnp.concatenate([h[:, g.senders], h[:, g.receivers], edges], axis=-1)
+            out = _MLP(H, self.hidden_layers, H + 1, name="edge")(inp)  # [M, Ed, H + 1]
+            msg = nn.sigmoid(out[..., H:]) * cut[..., None] * out[..., :H]
+            agg = jax.ops.segment_sum(
+                jnp.swapaxes(msg, 0, 1), g.receivers, num_segments=g.num_nodes
+            )
+            agg = jnp.swapaxes(agg, 0, 1)  # [M, N, H]
+        means, logvars, node = [], [], 0
+        for grp, h_t in zip(g.groups, latents, strict=True):
+            n, D = grp.n, grp.out_dim
+            a_t = agg[:, node : node + n] if Ed else None
+            node += n
+            if grp.role == STATIC:
+                continue
+            dec = _MLP(H, self.hidden_layers, 2 * D, name=f"decoder_{grp.type}")
+            if grp.role == PASSIVE and Ed:  # Dec([h, a]) - Dec([h, 0]): zero without messages
+                both = jnp.concatenate(
+                    [jnp.stack([h_t, h_t]), jnp.stack([a_t, jnp.zeros_like(a_t)])], -1
+                )
+                out = dec(both)
+                mean, logvar = out[0, ..., :D] - out[1, ..., :D], out[0, ..., D:]
+            else:
+                out = dec(jnp.concatenate([h_t, a_t], -1) if Ed else h_t)
+                mean, logvar = out[..., :D], out[..., D:]
+                if grp.role == PASSIVE:  # no edges: nothing ever moves it
+                    mean = jnp.zeros_like(mean)
+            means.append(mean.reshape(M, n * D))
+            logvars.append(logvar.reshape(M, n * D))
+        mean, logvar = jnp.concatenate(means, -1), jnp.concatenate(logvars, -1)
+        Dt = g.out_dim
+        max_lv = self.param("max_logvar", lambda _: jnp.full((Dt,), 0.5, jnp.float32))
+        min_lv = self.param("min_logvar", lambda _: jnp.full((Dt,), -10.0, jnp.float32))
+        max_lv, min_lv = (
+            jnp.broadcast_to(max_lv, logvar.shape),
+            jnp.broadcast_to(min_lv, logvar.shape),
+        )
+        logvar = max_lv - nn.softplus(max_lv - logvar)
+        logvar = min_lv + nn.softplus(logvar - min_lv)
+        return mean, logvar
+
+
+# --- the kinematic prior --------------------------------------------------------------------------
+
+
+def _prior_layout(graph: Graph) -> tuple[int, int, int, int, int, int] | None:
+    """(x offset, n, F, action offset, z offset, D) of the actuated group, or None."""
+    x_off, z_off = 0, 0
+    act_off = sum(g.n * g.in_dim for g in graph.groups) + graph.num_edges * graph.edge_dim
+    for g in graph.groups:
+        if g.role == ACTUATED:
+            return x_off, g.n, g.in_dim, act_off, z_off, g.out_dim
+        x_off += g.n * g.in_dim
+        z_off += g.n * g.out_dim
+    return None
+
+
+def _prior_inputs(graph: Graph, x: Float[Array, "B I"]) -> Float[Array, "B n K"]:
+    """Each actuated node's [normalised features, action, 1], K = F + A + 1."""
+    x_off, n, F, act_off, _, _ = _prior_layout(graph)
+    B, A = x.shape[0], graph.act_dim
+    f = x[:, x_off : x_off + n * F].reshape(B, n, F)
+    a = jnp.broadcast_to(x[:, None, act_off : act_off + A], (B, n, A))
+    return jnp.concatenate([f, a, jnp.ones((B, n, 1), x.dtype)], axis=-1)
+
+
+def prior_outputs(
+    graph: Graph, weights: Float[Array, "K Da"], x: Float[Array, "B I"]
+) -> Float[Array, "B D"]:
+    """The kinematic prior in normalised output units: the actuated nodes' columns are
+    `[features, action, 1] @ weights`, every other column is zero."""
+    layout = _prior_layout(graph)
+    if layout is None or weights.size == 0:
+        return jnp.zeros((x.shape[0], graph.out_dim), x.dtype)
+    _, n, _, _, z_off, D = layout
+    B = x.shape[0]
+    arm = (_prior_inputs(graph, x) @ weights).reshape(B, n * D)
+    return jnp.concatenate(
+        [
+            jnp.zeros((B, z_off), x.dtype),
+            arm,
+            jnp.zeros((B, graph.out_dim - z_off - n * D), x.dtype),
+        ],
+        axis=-1,
+    )
+
+
+def fit_prior(
+    graph: Graph, x: Float[np.ndarray, "N I"], y: Float[np.ndarray, "N D"], ridge: float = 1e-3
+) -> np.ndarray:
+    """Ridge regression (host) of the actuated nodes' normalised deltas on their
+    [normalised features, action, 1], pooled over the nodes: weights [F + A + 1, D]
+    (an empty array if the graph has no actuated node)."""
+    layout = _prior_layout(graph)
+    if layout is None:
+        return np.zeros((0, 0), np.float32)
+    _, n, _, _, z_off, D = layout
+    u = np.asarray(_prior_inputs(graph, jnp.asarray(x)), np.float64).reshape(
+        -1, layout[2] + graph.act_dim + 1
+    )
+    t = np.asarray(y, np.float64)[:, z_off : z_off + n * D].reshape(-1, D)
+    gram = u.T @ u + ridge * len(u) * np.eye(u.shape[1])
+    return np.linalg.solve(gram, u.T @ t).astype(np.float32)
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class StructuredState:
+    """params: member-stacked GraphNet params (leading dim E); opt_state: optax state; in_norm
+    over the graph inputs [I] and out_norm over the outputs [D], pooled per type; prior: the
+    kinematic prior's weights [F + A + 1, D_arm] (zeros until the first fit; [0, 0] if none)."""
+
+    params: Params
+    opt_state: optax.OptState
+    in_norm: Normalizer
+    out_norm: Normalizer
+    prior: Float[Array, "K Da"]
+
+
+def _velocity_frame(spec: EnvSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Obs indices (to, from) with obs[to] + obs[from] the world-frame velocity, for the task's
+    `RELATIVE_VELOCITIES` (empty arrays for other tasks)."""
+    to, frm = [], []
+    for name, count, other in RELATIVE_VELOCITIES.get(spec.name, ()):
+        to += spec.layout.index_of(name, "velocity")[:count]
+        frm += spec.layout.index_of(other, "velocity")[:count]
+    return np.asarray(to, np.int32), np.asarray(frm, np.int32)
+
+
+def tasks_with_layout() -> tuple[str, ...]:
+    """The registered tasks whose spec has an entity layout, sorted."""
+    from prototypes.envs.registry import ALL_TASKS
+
+    return tuple(sorted(name for name, spec in ALL_TASKS.items() if spec.layout is not None))
+
+
+def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
+    """Build the structured ensemble for a task. The returned functions close over plain scalars
+    and the host-compiled graph.
+
+    Raises:
+        ValueError: the task has no entity layout (one line naming the tasks that have one).
+    """
+    if spec.layout is None:
+        raise ValueError(
+            f"task {spec.name!r} has no entity layout, which model 'structured' needs: "
+            f"choose from {', '.join(tasks_with_layout())}"
+        )
+    graph = compile_graph(
+        spec.layout,
+        spec.act_dim,
+        goal_edges=cfg.goal_edges,
+        passive_objects=cfg.passive_objects,
+        lookahead=cfg.lookahead and cfg.kinematic_prior,
+    )
+    E, I, I0, D = cfg.members, graph.in_dim, graph.base_dim, graph.out_dim
+    frame_to, frame_from = _velocity_frame(spec)
+    net = GraphNet(graph=graph, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
+    optimizer = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
+    propagate = PREDICT_BY_PROPAGATION[cfg.propagation]
+    batch_size, bootstrap, holdout = cfg.batch_size, cfg.bootstrap, cfg.holdout
+    max_epochs, patience, learning_rate = cfg.max_epochs, cfg.patience, cfg.learning_rate
+    logvar_penalty, use_prior, cutoff = cfg.logvar_penalty, cfg.kinematic_prior, cfg.cutoff
+    reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
+    keys_in, (keys_out, center_out) = _column_groups(graph)
+    out_cols = jnp.asarray(graph.out_cols)
+    arm_cols = jnp.asarray(
+        np.concatenate([np.full(g.n * g.out_dim, g.role == ACTUATED) for g in graph.groups])
+    )
+    prior_shape = (
+        (0, 0)
+        if _prior_layout(graph) is None
+        else (
+            _prior_layout(graph)[2] + spec.act_dim + 1,
+            _prior_layout(graph)[5],
+        )
+    )
+    base_inputs = jax.jit(functools.partial(graph_inputs, graph, cutoff))
+    jit_lookahead = jax.jit(lambda *args: lookahead_raw(*args))
+    train_steps = _make_train_steps(
+        lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty), optimizer
+    )
+    member_holdout_mse = jax.jit(functools.partial(holdout_mse, net.apply))
+
+    def init(key: PRNGKey, example: Transition) -> StructuredState:
+        del example  # shapes come from the spec
+        params = jax.vmap(net.init, in_axes=(0, None))(
+            jax.random.split(key, E), jnp.zeros((1, I), jnp.float32)
+        )
+        return StructuredState(
+            params=params,
+            opt_state=optimizer.init(params),
+            in_norm=Normalizer.identity(I),
+            out_norm=Normalizer.identity(D),
+            prior=jnp.zeros(prior_shape, jnp.float32),
+        )
+
+    def lookahead_raw(out_norm: Normalizer, prior, x0, obs) -> Float[Array, "B L"]:
+        """Raw edge features after moving the arm nodes by the prior's mean delta (x0: the
+        normalised base inputs)."""
+        delta = out_norm.denormalize_or_mean(prior_outputs(graph, prior, x0))
+        moved = obs.at[:, out_cols].add(jnp.where(arm_cols[None], delta, 0.0))
+        return edge_features(graph, moved).reshape(obs.shape[0], -1)
+
+    def model_inputs(state: StructuredState, obs, action) -> Float[Array, "B I"]:
+        """The normalised network input of a batch."""
+        n = state.in_norm
+        x0 = (graph_inputs(graph, cutoff, obs, action) - n.mean[None, :I0]) / n.std[None, :I0]
+        if not graph.lookahead:
+            return x0
+        look = lookahead_raw(state.out_norm, state.prior, x0, obs)
+        return jnp.concatenate([x0, (look - n.mean[None, I0:]) / n.std[None, I0:]], axis=-1)
+
+    def to_world(o):  # relative velocities made absolute (RELATIVE_VELOCITIES)
+        return o.at[:, frame_to].add(o[:, frame_from]) if frame_to.size else o
+
+    def from_world(o):
+        return o.at[:, frame_to].add(-o[:, frame_from]) if frame_to.size else o
+
+    def predict(state: StructuredState, key: PRNGKey, obs, action) -> Step:
+        """Batched: obs [B, O], action [B, A] -> Step [B]. The key is consumed."""
+        obs, action = jnp.asarray(obs), jnp.asarray(action)
+        world = to_world(obs)
+        x = model_inputs(state, world, action)
+        z = propagate(net.apply, state.params, key, x) + prior_outputs(graph, state.prior, x)
+        nxt = world.at[:, out_cols].add(state.out_norm.denormalize_or_mean(z))
+        for rel, pos, other in graph.derived:
+            rel_i, pos_i, other_i = (np.asarray(i, np.int32) for i in (rel, pos, other))
+            nxt = nxt.at[:, rel_i].set(nxt[:, pos_i] - nxt[:, other_i])
+        next_obs = from_world(nxt)
+        return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
+
+    def training_arrays(data: Transition):
+        """Normalised inputs x [N', I] and residual targets y [N', D] (zero-padded to
+        `_bucket(N)` rows), the normalisers and the prior's weights."""
+        obs = np.asarray(to_world(jnp.asarray(data.obs, jnp.float32)))
+        next_obs = np.asarray(to_world(jnp.asarray(data.next_obs, jnp.float32)))
+        x_raw = np.asarray(base_inputs(obs, np.asarray(data.action, np.float32)))
+        y_raw = graph_targets(graph, obs, next_obs)
+        in_norm = pooled_normalizer(x_raw, keys_in[:I0])
+        out_norm = pooled_normalizer(y_raw, keys_out, center_out)
+        x = (x_raw - np.asarray(in_norm.mean)) / np.asarray(in_norm.std)
+        y = (y_raw - np.asarray(out_norm.mean)) / np.asarray(out_norm.std)
+        y = np.where(np.asarray(out_norm.constant), 0.0, y)
+        prior = fit_prior(graph, x, y) if use_prior else np.zeros(prior_shape, np.float32)
+        y = y - np.asarray(prior_outputs(graph, jnp.asarray(prior), jnp.asarray(x)))
+        if graph.lookahead:
+            look = np.asarray(jit_lookahead(out_norm, jnp.asarray(prior), jnp.asarray(x), obs))
+            look_norm = pooled_normalizer(look, keys_in[I0:])
+            x = np.concatenate([x, np.asarray(look_norm.normalize(look))], axis=-1)
+            in_norm = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), in_norm, look_norm)
+        rows = _bucket(len(x))
+        return (
+            jnp.asarray(_pad_rows(x.astype(np.float32), rows)),
+            jnp.asarray(_pad_rows(y.astype(np.float32), rows)),
+            in_norm,
+            out_norm,
+            jnp.asarray(prior),
+        )
+
+    def fit(
+        state: StructuredState, key: PRNGKey, data: Transition
+    ) -> tuple[StructuredState, Metrics]:
+        """Refit normalisers and prior, then train with early stopping on a held-out split (the
+        ensemble's loop; minibatch indices from a NumPy generator seeded by `key`)."""
+        n = len(data.obs)
+        x, y, in_norm, out_norm, prior = training_arrays(data)
+        state = state.replace(in_norm=in_norm, out_norm=out_norm, prior=prior)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        train, hold_idx, hold_w = holdout_split(rng, n, holdout)
+        n_hold = n - len(train)
+        n_chunks = -(-len(train) // (batch_size * _CHUNK))
+        best = np.full(E, np.inf)
+        best_params, epochs_since, epoch, train_nll = state.params, 0, 0, float("nan")
+        for epoch in range(1, max_epochs + 1):
+            idx = minibatch_indices(rng, train, n_chunks * _CHUNK, E, batch_size, bootstrap)
+            idx = jnp.asarray(idx, jnp.int32)
+            nlls = []
+            for c in range(n_chunks):
+                state, nll = train_steps(state, x, y, idx[c * _CHUNK : (c + 1) * _CHUNK])
+                nlls.append(nll)
+            train_nll = float(jnp.mean(jnp.stack(nlls)))
+            if not np.isfinite(train_nll):
+                raise TrainingDivergedError(
+                    f"model training loss became {train_nll} at epoch {epoch} on {n} transitions "
+                    f"(learning_rate={learning_rate}); lower --model.learning-rate "
+                    "or check the data for NaN/inf"
+                )
+            if n_hold == 0:
+                best_params = state.params
+                continue
+            mse = np.asarray(member_holdout_mse(state.params, x, y, hold_idx, hold_w))
+            improved = mse < best * (1 - 1e-4)
+            if improved.any():
+                best_params = _select_members(jnp.asarray(improved), state.params, best_params)
+                best = np.where(improved, mse, best)
+                epochs_since = 0
+            else:
+                epochs_since += 1
+                if epochs_since >= patience:
+                    break
+        state = state.replace(params=best_params)
+        metrics = {
+            "model/train_nll": train_nll,
+            "model/epochs": epoch,
+            "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan"),
+        }
+        return state, metrics
+
+    return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="structured")

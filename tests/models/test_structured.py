@@ -1,0 +1,273 @@
+"""The structured (graph network) ensemble: known answers, shapes, fitting, errors."""
+
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prototypes.config import ConfigError
+from prototypes.envs import ALL_TASKS, get_spec
+from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout
+from prototypes.envs.registry import EnvSpec
+from prototypes.models import registry
+from prototypes.models.ensemble import ensemble_loss
+from prototypes.models.structured import (
+    GraphNet,
+    StructuredConfig,
+    _column_groups,
+    compile_graph,
+    fit_prior,
+    graph_inputs,
+    graph_targets,
+    make_structured,
+    pooled_normalizer,
+    prior_outputs,
+)
+from prototypes.types import Transition
+
+TINY = StructuredConfig(members=2, hidden_size=8, hidden_layers=1, max_epochs=3, batch_size=16)
+
+
+def _spec(layout: EntityLayout, act_dim: int = 2) -> EnvSpec:
+    return EnvSpec(
+        name="toy",
+        gym_id="-",
+        obs_dim=layout.obs_dim,
+        act_dim=act_dim,
+        action_low=(-1.0,) * act_dim,
+        action_high=(1.0,) * act_dim,
+        episode_steps=10,
+        reward_fn=lambda o, a, n: -jnp.sum(n**2),
+        done_fn=lambda n: jnp.zeros((), bool),
+        layout=layout,
+    )
+
+
+# a planar arm, two objects of one type and a goal: obs [arm pos, vel | obj1 pos, vel |
+# obj2 pos, vel | goal pos]
+TWO_OBJECTS = EntityLayout(
+    entities=(
+        Entity("arm", ARM, position=slice(0, 2), velocity=slice(2, 4)),
+        Entity("obj1", OBJECT, position=slice(4, 6), velocity=slice(6, 8)),
+        Entity("obj2", OBJECT, position=slice(8, 10), velocity=slice(10, 12)),
+        Entity("goal", GOAL, position=slice(12, 14)),
+    ),
+    obs_dim=14,
+)
+
+
+def _randomise(state, key, scale: float = 0.5):
+    """Every parameter replaced by scale * N(0, 1) (so biases and gates are not trivially 0)."""
+    leaves, tree = jax.tree.flatten(state.params)
+    keys = jax.random.split(key, len(leaves))
+    new = [scale * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
+    return state.replace(params=jax.tree.unflatten(tree, new))
+
+
+@pytest.fixture(scope="module")
+def push():
+    """FetchPush models in the three propagation modes, one random state, jitted predicts (built
+    once: compiling the graph network dominates these tests)."""
+    spec = get_spec("fetch_push")
+    models = {p: make_structured(replace(TINY, propagation=p), spec) for p in PROPAGATIONS}
+    state = _randomise(models["ts1"].init(jax.random.key(0), None), jax.random.key(1))
+    return state, {p: jax.jit(m.predict) for p, m in models.items()}
+
+
+PROPAGATIONS = ("ts1", "tsinf", "expectation")
+
+
+def test_permuting_same_type_entities_permutes_the_predictions():
+    spec = _spec(TWO_OBJECTS)
+    model = make_structured(replace(TINY, propagation="expectation"), spec)
+    state = _randomise(model.init(jax.random.key(0), None), jax.random.key(1))
+    obs = jax.random.normal(jax.random.key(2), (5, 14))
+    action = jax.random.normal(jax.random.key(3), (5, 2))
+    # per-type statistics (pooled over both objects, as `fit` computes them) keep it exact
+    graph = compile_graph(TWO_OBJECTS, 2, lookahead=True)
+    keys_in, (keys_out, center) = _column_groups(graph)
+    x_raw = np.asarray(jax.random.normal(jax.random.key(4), (16, graph.in_dim)))
+    y_raw = np.asarray(jax.random.normal(jax.random.key(5), (16, graph.out_dim)))
+    state = state.replace(
+        in_norm=pooled_normalizer(2.0 * x_raw + 1.0, keys_in),
+        out_norm=pooled_normalizer(0.5 * y_raw - 0.2, keys_out, center),
+        prior=0.3 * jax.random.normal(jax.random.key(6), state.prior.shape),
+    )
+    swap = np.r_[0:4, 8:12, 4:8, 12:14]  # obj1 <-> obj2
+    predict = jax.jit(model.predict)
+    out = predict(state, jax.random.key(5), obs, action).obs
+    out_swapped = predict(state, jax.random.key(5), obs[:, swap], action).obs
+    np.testing.assert_allclose(out_swapped, out[:, swap], atol=1e-6)
+    assert float(jnp.max(jnp.abs(out[:, 4:8] - out[:, 8:12]))) > 1e-3  # the objects differ
+
+
+def test_zeroed_interaction_network_leaves_an_untouched_object_exactly_still(push):
+    """FetchPush with the edge network's parameters zero: no message reaches the object, so its
+    mean delta (position, rotation, velocities) is exactly 0 while the gripper moves; the
+    object's relative entry is recomputed as next object - next gripper, and its linear velocity
+    entry, which the env gives relative to the gripper's, keeps the world velocity unchanged."""
+    state, predict = push
+    params = jax.tree.map(lambda p: p, state.params)  # a copy of the dict structure
+    params["params"]["edge"] = jax.tree.map(jnp.zeros_like, params["params"]["edge"])
+    # non-trivial output statistics: the object's columns are scaled, never shifted
+    out_norm = state.out_norm.replace(
+        std=jnp.full(22, 0.3), mean=jnp.concatenate([jnp.full(10, 0.1), jnp.zeros(12)])
+    )
+    state = state.replace(params=params, out_norm=out_norm)
+    obs = jax.random.normal(jax.random.key(2), (6, 28))
+    action = jax.random.uniform(jax.random.key(3), (6, 4), minval=-1, maxval=1)
+    nxt = predict["expectation"](state, jax.random.key(4), obs, action).obs
+    still = np.r_[3:6, 11:14, 17:20]  # object position, rotation, angular velocity
+    np.testing.assert_array_equal(nxt[:, still], obs[:, still])
+    world = obs[:, 14:17] + obs[:, 20:23]  # object_velp is relative to grip_velp
+    np.testing.assert_allclose(nxt[:, 14:17] + nxt[:, 20:23], world, atol=1e-6)
+    np.testing.assert_array_equal(nxt[:, 25:28], obs[:, 25:28])  # the goal never moves
+    assert float(jnp.min(jnp.abs(nxt[:, 0:3] - obs[:, 0:3]))) > 0  # the gripper does
+    np.testing.assert_allclose(nxt[:, 6:9], nxt[:, 3:6] - nxt[:, 0:3], atol=1e-6)
+
+
+def test_one_entity_reduces_to_a_per_entity_mlp():
+    """One arm entity: no edges, and each member is silu(Dense) then hidden_layers x silu(Dense)
+    then Dense on [velocity, action], predicting the [position, velocity] delta."""
+    layout = EntityLayout(
+        entities=(Entity("arm", ARM, position=slice(0, 2), velocity=slice(2, 4)),), obs_dim=4
+    )
+    cfg = replace(TINY, members=1, hidden_layers=1, propagation="expectation")
+    model = make_structured(replace(cfg, kinematic_prior=False), _spec(layout))
+    state = _randomise(model.init(jax.random.key(0), None), jax.random.key(1))
+    obs = np.asarray(jax.random.normal(jax.random.key(2), (3, 4)))
+    action = np.asarray(jax.random.normal(jax.random.key(3), (3, 2)))
+    got = jax.jit(model.predict)(state, jax.random.key(4), obs, action).obs - obs
+    p = jax.tree.map(lambda w: np.asarray(w[0], np.float64), state.params)["params"]
+
+    def silu(v):
+        return v / (1 + np.exp(-v))
+
+    h = silu(np.c_[obs[:, 2:4], action] @ p["encoder_arm"]["kernel"] + p["encoder_arm"]["bias"])
+    dec = p["decoder_arm"]
+    h = silu(h @ dec["Dense_0"]["kernel"] + dec["Dense_0"]["bias"])
+    out = h @ dec["Dense_1"]["kernel"] + dec["Dense_1"]["bias"]
+    np.testing.assert_allclose(got, out[:, :4], rtol=1e-5, atol=1e-5)
+
+
+def test_nll_gradient_vanishes_at_the_true_mean_and_variance():
+    """Targets mean +- exp(logvar / 2) around the network's own prediction: per entry
+    d/dmean [(y - m)^2 e^-lv + lv] = -2 (y - m) e^-lv sums to 0 over the +- pair, and
+    d/dlv = 1 - (y - m)^2 e^-lv = 1 - 1 = 0, so the gradient of the NLL (penalty off) w.r.t.
+    every parameter of the graph network vanishes."""
+    graph = compile_graph(get_spec("fetch_push").layout, 4)
+    net = GraphNet(graph=graph, hidden_size=8, hidden_layers=1)
+    params = jax.vmap(net.init, in_axes=(0, None))(
+        jax.random.split(jax.random.key(0), 2), jnp.zeros((1, graph.in_dim))
+    )
+    x = jax.random.normal(jax.random.key(1), (2, 4, graph.in_dim))
+    mean, logvar = jax.vmap(net.apply)(params, x)
+    sd = jnp.exp(logvar / 2)
+    xs, ys = jnp.concatenate([x, x], 1), jnp.concatenate([mean + sd, mean - sd], 1)
+    grads = jax.grad(lambda p: ensemble_loss(net.apply, p, xs, ys, 0.0)[0])(params)
+    for g in jax.tree.leaves(grads):
+        np.testing.assert_allclose(g, 0.0, atol=2e-5)
+    # away from it the gradient does not vanish
+    grads = jax.grad(lambda p: ensemble_loss(net.apply, p, xs, ys + 0.5, 0.0)[0])(params)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) > 1e-2
+
+
+def test_registry_builds_it_for_every_task():
+    """Every task has a layout, so the kind is registered for all; building is host-side (the
+    graph compiles to index arrays), and params come out member-stacked (checked without
+    compiling: `jax.eval_shape`)."""
+    assert registry.get_model_kind("structured").tasks == tuple(sorted(ALL_TASKS))
+    for task in sorted(ALL_TASKS):
+        model = registry.make_model("structured", TINY, get_spec(task))
+        state = jax.eval_shape(model.init, jax.random.key(0), None)
+        assert jax.tree.leaves(state.params)[0].shape[0] == TINY.members, task
+        assert model.name == "structured"
+
+
+@pytest.mark.parametrize("propagation", PROPAGATIONS)
+def test_predict_shapes_and_keys(push, propagation):
+    state, predicts = push
+    predict = predicts[propagation]
+    obs, action = jnp.zeros((7, 28)), jnp.full((7, 4), 0.5)
+    a = predict(state, jax.random.key(2), obs, action)
+    assert a.obs.shape == (7, 28) and a.reward.shape == (7,) and a.done.shape == (7,)
+    b = predict(state, jax.random.key(2), obs, action)
+    c = predict(state, jax.random.key(3), obs, action)
+    np.testing.assert_array_equal(a.obs, b.obs)  # same key, same output
+    assert (propagation == "expectation") == bool(jnp.all(a.obs == c.obs))  # noise iff sampling
+
+
+def _push_data(n: int, key) -> Transition:
+    """The TWO_OBJECTS layout: the arm moves by 0.1 action; an object within 0.5 of the arm is
+    pushed away from it by 0.2 (0.5 - distance) along the line; velocities are the step."""
+    k1, k2 = jax.random.split(key)
+    obs = np.array(jax.random.uniform(k1, (n, 14), minval=-1, maxval=1))
+    obs[:, 2:4] = obs[:, 6:8] = obs[:, 10:12] = 0.0
+    action = np.array(jax.random.uniform(k2, (n, 2), minval=-1, maxval=1))
+    nxt = obs.copy()
+    nxt[:, 0:2] += 0.1 * action
+    nxt[:, 2:4] = 0.1 * action
+    for pos, vel in ((slice(4, 6), slice(6, 8)), (slice(8, 10), slice(10, 12))):
+        d = obs[:, pos] - nxt[:, 0:2]
+        dist = np.linalg.norm(d, axis=-1, keepdims=True)
+        step = 0.2 * np.clip(0.5 - dist, 0, None) * d / np.maximum(dist, 1e-6)
+        nxt[:, pos] += step
+        nxt[:, vel] = step
+    return Transition(obs, action, np.zeros(n), nxt, np.zeros(n, bool))
+
+
+def test_fit_reduces_the_prediction_error():
+    spec = _spec(TWO_OBJECTS)
+    cfg = replace(TINY, hidden_size=16, max_epochs=20, propagation="expectation")
+    model = make_structured(cfg, spec)
+    data = _push_data(512, jax.random.key(0))
+    state0 = model.init(jax.random.key(1), None)
+    state, metrics = model.fit(state0, jax.random.key(2), data)
+
+    predict = jax.jit(model.predict)
+
+    def mse(s):
+        pred = predict(s, jax.random.key(3), data.obs, data.action).obs
+        return float(jnp.mean((pred - data.next_obs) ** 2))
+
+    # the untrained model's error is dominated by its init noise; the fitted one learns the map
+    assert mse(state) < 0.2 * mse(state0), (mse(state), mse(state0))
+    assert np.isfinite(metrics["model/train_nll"])
+
+
+def test_kinematic_prior_recovers_a_linear_arm_exactly():
+    """Arm delta = 0.1 * action exactly (TWO_OBJECTS data): in normalised units the targets are
+    a linear function of the normalised action, which the ridge fit (lambda 1e-3 N) recovers up
+    to its shrinkage."""
+    graph = compile_graph(TWO_OBJECTS, 2)
+    data = _push_data(256, jax.random.key(0))
+    x_raw = np.asarray(graph_inputs(graph, 0.0, jnp.asarray(data.obs), jnp.asarray(data.action)))
+    y_raw = graph_targets(graph, data.obs, data.next_obs)
+    keys_in, (keys_out, center) = _column_groups(graph)
+    x = np.asarray(pooled_normalizer(x_raw, keys_in).normalize(x_raw))
+    y = np.asarray(pooled_normalizer(y_raw, keys_out, center).normalize(y_raw))
+    w = fit_prior(graph, x, y)
+    resid = y[:, :4] - np.asarray(prior_outputs(graph, jnp.asarray(w), jnp.asarray(x)))[:, :4]
+    np.testing.assert_allclose(resid, 0.0, atol=5e-3)
+
+
+def test_a_task_without_a_layout_fails_in_one_line():
+    spec = replace(get_spec("reacher"), name="bare", layout=None)
+    with pytest.raises(ValueError, match="task 'bare' has no entity layout") as err:
+        make_structured(TINY, spec)
+    assert "fetch_push, fetch_reach, pusher, reacher" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="exists for fetch_push, fetch_reach, pusher, reacher"):
+        registry.check_model("structured", TINY, "maze")
+
+
+def test_pooled_normalizer_shares_statistics_within_a_key():
+    # columns 0 and 1 share a key: pooled values {0, 2, 4, 6}: mean 3, std sqrt(5);
+    # column 2 uncentred: values {1, -1} -> mean 0, rms 1; column 3 (key None) untouched
+    x = np.array([[0.0, 4.0, 1.0, 7.0], [2.0, 6.0, -1.0, 9.0]])
+    norm = pooled_normalizer(x, ["a", "a", "b", None], [True, True, False, True])
+    np.testing.assert_allclose(norm.mean, [3.0, 3.0, 0.0, 0.0])
+    np.testing.assert_allclose(norm.std, [np.sqrt(5.0), np.sqrt(5.0), 1.0, 1.0], rtol=1e-6)
+    assert not bool(norm.constant.any())
