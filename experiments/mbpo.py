@@ -120,6 +120,8 @@ LAYERS = (
         },
         when={"env": "pusher"},
     ),
+    # MBPO samples a random member per transition (TS-1), whichever ensemble it is
+    Layer({"model.propagation": "ts1"}, when={"model_kind": "structured"}),
 )
 
 ALIASES = {
