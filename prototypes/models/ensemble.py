@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -54,6 +54,10 @@ __all__ = [
     "training_arrays",
     "holdout_split",
     "minibatch_indices",
+    "train_with_early_stopping",
+    "make_train_steps",
+    "bucket_rows",
+    "pad_rows",
 ]
 
 Propagation = Literal["ts1", "tsinf", "expectation"]
@@ -250,7 +254,7 @@ def holdout_mse(
     return jnp.sum(err * weight[None], axis=1) / jnp.sum(weight)
 
 
-def _make_train_steps(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+def make_train_steps(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
     """A jitted (state, x_all, y_all, idx [S, E, M]) -> (state, mean nll): S gradient steps of
     `loss_fn(params, x, y) -> (loss, {"nll": ...})`, minibatch s being the rows idx[s]."""
 
@@ -272,18 +276,18 @@ def _make_train_steps(loss_fn: Callable, optimizer: optax.GradientTransformation
 _CHUNK = 8  # gradient steps per jitted call
 
 
-def _bucket(n: int) -> int:
+def bucket_rows(n: int) -> int:
     """The smallest power of two >= max(n, 64)."""
     return 1 << (max(n, 64) - 1).bit_length()
 
 
-def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([x, np.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)], axis=0)
 
 
 def training_arrays(data: Transition) -> tuple[Array, Array, Normalizer, Normalizer]:
     """Normalisers fitted to the inputs [obs, action] and deltas next_obs - obs, and both
-    normalised on the host, zero-padded to `_bucket(N)` rows: x [N', O + A], y [N', O].
+    normalised on the host, zero-padded to `bucket_rows(N)` rows: x [N', O + A], y [N', O].
 
     The power-of-two row count makes the jitted steps compile a handful of times over a run
     instead of once per fit as the data grows.
@@ -293,8 +297,8 @@ def training_arrays(data: Transition) -> tuple[Array, Array, Normalizer, Normali
     d_raw = np.asarray(data.next_obs, np.float32) - obs
     n = x_raw.shape[0]
     in_norm, out_norm = fit_normalizer(x_raw), fit_normalizer(d_raw)
-    x = _pad_rows((x_raw - np.asarray(in_norm.mean)) / np.asarray(in_norm.std), _bucket(n))
-    y = _pad_rows((d_raw - np.asarray(out_norm.mean)) / np.asarray(out_norm.std), _bucket(n))
+    x = pad_rows((x_raw - np.asarray(in_norm.mean)) / np.asarray(in_norm.std), bucket_rows(n))
+    y = pad_rows((d_raw - np.asarray(out_norm.mean)) / np.asarray(out_norm.std), bucket_rows(n))
     return jnp.asarray(x), jnp.asarray(y), in_norm, out_norm
 
 
@@ -304,13 +308,13 @@ def holdout_split(
     """Shuffle rows 0..n-1 and hold out the first int(holdout * n) (none if n < 20).
 
     Returns:
-        train rows [n - H]; held-out rows [_bucket(H)] int32 (cycled to fill); their weights,
+        train rows [n - H]; held-out rows [bucket_rows(H)] int32 (cycled to fill); their weights,
         1 for the H real rows and 0 for the fill. The generator advances by one permutation.
     """
     perm = rng.permutation(n)
     n_hold = int(holdout * n) if n >= 20 else 0
     hold, train = perm[:n_hold], perm[n_hold:]
-    hold_idx = jnp.asarray(np.resize(hold, _bucket(max(n_hold, 1))), jnp.int32)
+    hold_idx = jnp.asarray(np.resize(hold, bucket_rows(max(n_hold, 1))), jnp.int32)
     hold_w = jnp.asarray(np.arange(hold_idx.shape[0]) < n_hold, jnp.float32)
     return train, hold_idx, hold_w
 
@@ -342,6 +346,78 @@ def _select_members(mask, new: Params, old: Params) -> Params:
     )
 
 
+def train_with_early_stopping(
+    state: Any,
+    key: PRNGKey,
+    x: Float[Array, "N I"],
+    y: Float[Array, "N O"],
+    n: int,
+    *,
+    train_steps: Callable,
+    member_holdout_mse: Callable,
+    members: int,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    holdout: float,
+    bootstrap: bool,
+    learning_rate: float,
+) -> tuple[Any, Metrics]:
+    """Train an ensemble's members with per-member early stopping on a held-out split (host loop).
+
+    `state` has `params` (leading member axis) and whatever `train_steps` updates; x, y are the
+    normalised training arrays (rows past `n` are padding). Minibatch index arrays are drawn
+    with NumPy from a generator seeded by `key`, padded to a fixed chunk length so the jitted
+    step compiles once per chunk shape. Each member keeps the parameters of its epoch with the
+    lowest held-out MSE; training stops after `patience` epochs without any member improving.
+
+    Raises:
+        TrainingDivergedError: the training loss became non-finite (the message says what to
+            change).
+    """
+    E = members
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    train, hold_idx, hold_w = holdout_split(rng, n, holdout)
+    n_hold = n - len(train)
+    n_chunks = -(-len(train) // (batch_size * _CHUNK))  # ceil: an epoch covers the data once
+    best = np.full(E, np.inf)
+    best_params, epochs_since, epoch, train_nll = state.params, 0, 0, float("nan")
+    for epoch in range(1, max_epochs + 1):
+        idx = minibatch_indices(rng, train, n_chunks * _CHUNK, E, batch_size, bootstrap)
+        idx = jnp.asarray(idx, jnp.int32)
+        nlls = []
+        for c in range(n_chunks):
+            state, nll = train_steps(state, x, y, idx[c * _CHUNK : (c + 1) * _CHUNK])
+            nlls.append(nll)
+        train_nll = float(jnp.mean(jnp.stack(nlls)))
+        if not np.isfinite(train_nll):
+            raise TrainingDivergedError(
+                f"model training loss became {train_nll} at epoch {epoch} on {n} transitions "
+                f"(learning_rate={learning_rate}); lower --model.learning-rate "
+                "or check the data for NaN/inf"
+            )
+        if n_hold == 0:
+            best_params = state.params
+            continue
+        mse = np.asarray(member_holdout_mse(state.params, x, y, hold_idx, hold_w))
+        improved = mse < best * (1 - 1e-4)
+        if improved.any():
+            best_params = _select_members(jnp.asarray(improved), state.params, best_params)
+            best = np.where(improved, mse, best)
+            epochs_since = 0
+        else:
+            epochs_since += 1
+            if epochs_since >= patience:
+                break
+    state = state.replace(params=best_params)
+    metrics = {
+        "model/train_nll": train_nll,
+        "model/epochs": epoch,
+        "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan"),
+    }
+    return state, metrics
+
+
 # --- the model ------------------------------------------------------------------------------------
 
 
@@ -355,7 +431,7 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
     max_epochs, patience, learning_rate = cfg.max_epochs, cfg.patience, cfg.learning_rate
     logvar_penalty = cfg.logvar_penalty
     reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
-    train_steps = _make_train_steps(
+    train_steps = make_train_steps(
         lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty), optimizer
     )
     member_holdout_mse = jax.jit(functools.partial(holdout_mse, net.apply))
@@ -385,48 +461,23 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         Minibatch index arrays are drawn with NumPy from a generator seeded by `key`, and padded
         to a fixed chunk length so the jitted step compiles once per chunk shape.
         """
-        n = len(data.obs)
         x, y, in_norm, out_norm = training_arrays(data)
         state = state.replace(in_norm=in_norm, out_norm=out_norm)
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-        train, hold_idx, hold_w = holdout_split(rng, n, holdout)
-        n_hold = n - len(train)
-        n_chunks = -(-len(train) // (batch_size * _CHUNK))  # ceil: an epoch covers the data once
-        best = np.full(E, np.inf)
-        best_params, epochs_since, epoch, train_nll = state.params, 0, 0, float("nan")
-        for epoch in range(1, max_epochs + 1):
-            idx = minibatch_indices(rng, train, n_chunks * _CHUNK, E, batch_size, bootstrap)
-            idx = jnp.asarray(idx, jnp.int32)
-            nlls = []
-            for c in range(n_chunks):
-                state, nll = train_steps(state, x, y, idx[c * _CHUNK : (c + 1) * _CHUNK])
-                nlls.append(nll)
-            train_nll = float(jnp.mean(jnp.stack(nlls)))
-            if not np.isfinite(train_nll):
-                raise TrainingDivergedError(
-                    f"model training loss became {train_nll} at epoch {epoch} on {n} transitions "
-                    f"(learning_rate={learning_rate}); lower --model.learning-rate "
-                    "or check the data for NaN/inf"
-                )
-            if n_hold == 0:
-                best_params = state.params
-                continue
-            mse = np.asarray(member_holdout_mse(state.params, x, y, hold_idx, hold_w))
-            improved = mse < best * (1 - 1e-4)
-            if improved.any():
-                best_params = _select_members(jnp.asarray(improved), state.params, best_params)
-                best = np.where(improved, mse, best)
-                epochs_since = 0
-            else:
-                epochs_since += 1
-                if epochs_since >= patience:
-                    break
-        state = state.replace(params=best_params)
-        metrics = {
-            "model/train_nll": train_nll,
-            "model/epochs": epoch,
-            "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan"),
-        }
-        return state, metrics
+        return train_with_early_stopping(
+            state,
+            key,
+            x,
+            y,
+            len(data.obs),
+            train_steps=train_steps,
+            member_holdout_mse=member_holdout_mse,
+            members=E,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            holdout=holdout,
+            bootstrap=bootstrap,
+            learning_rate=learning_rate,
+        )
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="ensemble")

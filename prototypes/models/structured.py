@@ -69,19 +69,16 @@ from flax import struct
 from prototypes.config import arg, check
 from prototypes.envs.layout import ARM, GOAL, EntityLayout, indices
 from prototypes.envs.registry import EnvSpec
-from prototypes.models.base import TrainingDivergedError, WorldModel
+from prototypes.models.base import WorldModel
 from prototypes.models.ensemble import (
-    _CHUNK,
     PREDICT_BY_PROPAGATION,
     Propagation,
-    _bucket,
-    _make_train_steps,
-    _pad_rows,
-    _select_members,
+    bucket_rows,
     ensemble_loss,
     holdout_mse,
-    holdout_split,
-    minibatch_indices,
+    make_train_steps,
+    pad_rows,
+    train_with_early_stopping,
 )
 from prototypes.models.normalizer import Normalizer
 from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Transition
@@ -700,7 +697,7 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
     )
     base_inputs = jax.jit(functools.partial(graph_inputs, graph, cutoff))
     jit_lookahead = jax.jit(lambda *args: lookahead_raw(*args))
-    train_steps = _make_train_steps(
+    train_steps = make_train_steps(
         lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty), optimizer
     )
     member_holdout_mse = jax.jit(functools.partial(holdout_mse, net.apply))
@@ -755,7 +752,7 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
 
     def training_arrays(data: Transition):
         """Normalised inputs x [N', I] and residual targets y [N', D] (zero-padded to
-        `_bucket(N)` rows), the normalisers and the prior's weights."""
+        `bucket_rows(N)` rows), the normalisers and the prior's weights."""
         obs = np.asarray(to_world(jnp.asarray(data.obs, jnp.float32)))
         next_obs = np.asarray(to_world(jnp.asarray(data.next_obs, jnp.float32)))
         x_raw = np.asarray(base_inputs(obs, np.asarray(data.action, np.float32)))
@@ -772,10 +769,10 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
             look_norm = pooled_normalizer(look, keys_in[I0:])
             x = np.concatenate([x, np.asarray(look_norm.normalize(look))], axis=-1)
             in_norm = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), in_norm, look_norm)
-        rows = _bucket(len(x))
+        rows = bucket_rows(len(x))
         return (
-            jnp.asarray(_pad_rows(x.astype(np.float32), rows)),
-            jnp.asarray(_pad_rows(y.astype(np.float32), rows)),
+            jnp.asarray(pad_rows(x.astype(np.float32), rows)),
+            jnp.asarray(pad_rows(y.astype(np.float32), rows)),
             in_norm,
             out_norm,
             jnp.asarray(prior),
@@ -786,48 +783,23 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
     ) -> tuple[StructuredState, Metrics]:
         """Refit normalisers and prior, then train with early stopping on a held-out split (the
         ensemble's loop; minibatch indices from a NumPy generator seeded by `key`)."""
-        n = len(data.obs)
         x, y, in_norm, out_norm, prior = training_arrays(data)
         state = state.replace(in_norm=in_norm, out_norm=out_norm, prior=prior)
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-        train, hold_idx, hold_w = holdout_split(rng, n, holdout)
-        n_hold = n - len(train)
-        n_chunks = -(-len(train) // (batch_size * _CHUNK))
-        best = np.full(E, np.inf)
-        best_params, epochs_since, epoch, train_nll = state.params, 0, 0, float("nan")
-        for epoch in range(1, max_epochs + 1):
-            idx = minibatch_indices(rng, train, n_chunks * _CHUNK, E, batch_size, bootstrap)
-            idx = jnp.asarray(idx, jnp.int32)
-            nlls = []
-            for c in range(n_chunks):
-                state, nll = train_steps(state, x, y, idx[c * _CHUNK : (c + 1) * _CHUNK])
-                nlls.append(nll)
-            train_nll = float(jnp.mean(jnp.stack(nlls)))
-            if not np.isfinite(train_nll):
-                raise TrainingDivergedError(
-                    f"model training loss became {train_nll} at epoch {epoch} on {n} transitions "
-                    f"(learning_rate={learning_rate}); lower --model.learning-rate "
-                    "or check the data for NaN/inf"
-                )
-            if n_hold == 0:
-                best_params = state.params
-                continue
-            mse = np.asarray(member_holdout_mse(state.params, x, y, hold_idx, hold_w))
-            improved = mse < best * (1 - 1e-4)
-            if improved.any():
-                best_params = _select_members(jnp.asarray(improved), state.params, best_params)
-                best = np.where(improved, mse, best)
-                epochs_since = 0
-            else:
-                epochs_since += 1
-                if epochs_since >= patience:
-                    break
-        state = state.replace(params=best_params)
-        metrics = {
-            "model/train_nll": train_nll,
-            "model/epochs": epoch,
-            "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan"),
-        }
-        return state, metrics
+        return train_with_early_stopping(
+            state,
+            key,
+            x,
+            y,
+            len(data.obs),
+            train_steps=train_steps,
+            member_holdout_mse=member_holdout_mse,
+            members=E,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            holdout=holdout,
+            bootstrap=bootstrap,
+            learning_rate=learning_rate,
+        )
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="structured")
