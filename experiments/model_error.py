@@ -18,7 +18,8 @@ in metres, on held-out episodes:
 A step is a contact step when the real object moved more than `--contact-threshold` (1 mm) in it
 (nothing but the gripper moves the object); a k-step window is a contact window when any of its
 steps is. Reported: mean error per model x (one-step, k-step) x (contact, no-contact), and the
-ratio of each model's contact k-step error to the first model's.
+ratio of each model's error to the first model's. A reference row, `no_motion`, predicts that
+the object stays where it is: its error is the object's real displacement.
 
 The run directory gets config.json, metrics.jsonl (one line per model, split and horizon) and
 plots/model_error.png; the same numbers go to `experiments/results/model_error_<env>_<seed>.csv`
@@ -50,6 +51,7 @@ from prototypes.models.registry import check_model, get_model_kind, make_model, 
 from prototypes.types import Transition
 
 TEST_SEED_OFFSET = 100_000  # held-out episode e resets with episode_seed(seed, offset + e)
+NO_MOTION = "no_motion"  # the reference row: the object predicted to stay where it is
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class ModelErrorConfig:
     env: str = arg("fetch_push", "task with an arm, an object and a goal in its layout")
     seed: int = arg(0, "seeds the resets, the action noise, the model inits and training")
     variant: str = arg("none", "task variant (--variant help lists them)")
-    models: str = arg("ensemble", "comma-separated model kinds, first is the baseline")
+    models: str = arg("ensemble,structured", "comma-separated model kinds, first is the baseline")
     train_episodes: int = arg(100, "training episodes (half random, half scripted pushing)")
     test_episodes: int = arg(20, "held-out episodes (half random, half scripted pushing)")
     horizon: int = arg(10, "k of the k-step open-loop error")
@@ -278,6 +280,11 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
                 if r["model"] == kind
             )
         )
+    # for scale: a "model" that predicts the object never moves (its error is the real motion)
+    still = object_errors(lambda o, a: o, test_eps, obj, cfg.horizon, cfg.contact_threshold)
+    for row in summarise(NO_MOTION, still, cfg.horizon):
+        run.log({**row, "train_transitions": 0})
+        records.append(row)
     _report(cfg, run, records)
     return run
 
@@ -307,8 +314,8 @@ def _report(cfg: ModelErrorConfig, run: RunDir, records: list[dict]) -> None:
         (cfg.horizon, "no_contact"),
     ]
     fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(cfg.kinds)
-    for i, kind in enumerate(cfg.kinds):
+    width = 0.8 / (len(cfg.kinds) + 1)
+    for i, kind in enumerate((*cfg.kinds, NO_MOTION)):
         vals = {
             (r["steps"], r["split"]): r["mean_error_m"] * 100 for r in records if r["model"] == kind
         }
@@ -318,7 +325,7 @@ def _report(cfg: ModelErrorConfig, run: RunDir, records: list[dict]) -> None:
             width,
             label=kind,
         )
-    ax.set_xticks([g + width * (len(cfg.kinds) - 1) / 2 for g in range(len(groups))])
+    ax.set_xticks([g + width * len(cfg.kinds) / 2 for g in range(len(groups))])
     ax.set_xticklabels([f"{s}-step\n{split.replace('_', ' ')}" for s, split in groups])
     ax.set_ylabel("object position error (cm)")
     ax.set_title(f"held-out object error on {cfg.env}, seed {cfg.seed}")

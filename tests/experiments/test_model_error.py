@@ -64,7 +64,11 @@ def test_tiny_run_writes_metrics_plot_and_csv(me, tmp_path):
     out, table = tmp_path / "run", tmp_path / "errors.csv"
     argv = ["--models", "ensemble", "--train-episodes", "2", "--test-episodes", "2"]
     me.main(argv + ["--horizon", "3", "--out", str(out), "--results-csv", str(table)])
-    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    every = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = [r for r in every if r["model"] == "ensemble"]
+    # beside it, the reference that predicts no motion: 4 rows, fitted on nothing
+    still = [r for r in every if r["model"] == "no_motion"]
+    assert len(still) == 4 and all(r["train_transitions"] == 0 for r in still)
     assert {(r["steps"], r["split"]) for r in lines} == {
         (1, "contact"),
         (1, "no_contact"),
@@ -77,7 +81,7 @@ def test_tiny_run_writes_metrics_plot_and_csv(me, tmp_path):
     assert all(r["train_transitions"] == 100 for r in lines)
     assert (out / "plots" / "model_error.png").stat().st_size > 0
     rows = list(csv.DictReader(table.open()))
-    assert len(rows) == 4 and {r["model"] for r in rows} == {"ensemble"}
+    assert len(rows) == 8 and {r["model"] for r in rows} == {"ensemble", "no_motion"}
 
 
 @pytest.mark.parametrize(
