@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 
 import jax
 import numpy as np
 
+from prototypes.config import finite_float
 from prototypes.graphs import (
     BPConfig,
     FactorGraph,
@@ -36,15 +38,19 @@ from prototypes.graphs import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The flags, checked: bad input ends in one line `bp_benchmark.py: error: ...`, status 2,
+    before any work (an --out that cannot be written included)."""
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="bp_benchmark.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--seed", type=int, default=0, help="seed for graphs and evidence")
     p.add_argument("--batch", type=int, default=100, help="(a) evidence settings per call")
     p.add_argument("--iters", type=int, default=200, help="(a, c) BP iterations")
     p.add_argument("--visible", type=int, default=20, help="(a) RBM visible units")
     p.add_argument("--hidden", type=int, default=20, help="(a) RBM hidden units")
-    p.add_argument("--damping", type=float, default=0.5, help="(a, c) message damping")
+    p.add_argument("--damping", type=finite_float, default=0.5, help="(a, c) message damping")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is reported")
     p.add_argument("--tree-nodes", type=int, default=12, help="(b) variables in the tree")
     p.add_argument("--tree-batch", type=int, default=100, help="(b) queries per batched call")
@@ -53,10 +59,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--loopy-nodes", type=int, default=10, help="(c) variables per graph")
     p.add_argument("--loopy-extra-edges", type=int, default=5,
                    help="(c) edges added to a random spanning tree (the loops)")
-    p.add_argument("--coupling", type=float, default=1.0,
+    p.add_argument("--coupling", type=finite_float, default=1.0,
                    help="(c) std of the pairwise log-potentials")
     p.add_argument("--out", default=None, help="optional path for a JSON file of the results")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("batch", "iters", "visible", "hidden", "repeats", "tree_batch",
+                 "pgmpy_queries", "loopy_graphs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name, low in (("tree_nodes", 2), ("loopy_nodes", 3)):
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    if args.loopy_extra_edges < 0:
+        p.error(f"--loopy-extra-edges must be >= 0, got {args.loopy_extra_edges}")
+    if not 0 <= args.damping < 1:
+        p.error(f"--damping must be in [0, 1), got {args.damping}")
+    if args.coupling < 0:
+        p.error(f"--coupling must be >= 0, got {args.coupling}")
+    if args.out is not None:
+        parent = os.path.dirname(os.path.abspath(args.out))
+        if os.path.isdir(args.out) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            p.error(f"cannot write --out {args.out}: its directory must exist and be writable")
+    return args
 
 
 def _time(fn, *args, repeats: int) -> tuple[float, float]:

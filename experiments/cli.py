@@ -9,6 +9,7 @@ printing, exiting or wall-clock reads. The run directory itself is `prototypes/d
   task's, the model kind's), then the flags. `run` parses and opens the run directory.
 - `add_run_arguments`: --out, --resume, --no-progress.
 - `run_experiment`: open (or reopen) the run directory and train; bad input ends in one line.
+- `one_line_warnings`, `fail`: a run-directory warning, or a fatal error, as one line on stderr.
 - `progress_bar`, `Throttle`: what a person watching the run sees, and how often.
 
 Selectors are the fields that decide which other fields exist or what their defaults are:
@@ -22,16 +23,25 @@ the chosen env's task variants (prototypes/envs/variants.py) with their ranges.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from prototypes import config as cfglib
 from prototypes.config import ConfigError
-from prototypes.data.runs import CheckpointError, RunDir, open_run
+from prototypes.data.runs import (
+    CheckpointError,
+    RunDir,
+    RunDirError,
+    RunWarning,
+    RunWriteError,
+    open_run,
+)
 from prototypes.envs.variants import describe_variants
 from prototypes.models.registry import get_model_kind, model_config, model_kinds
 
@@ -42,6 +52,8 @@ __all__ = [
     "progress_bar",
     "add_run_arguments",
     "run_experiment",
+    "one_line_warnings",
+    "fail",
 ]
 
 
@@ -103,6 +115,31 @@ def add_run_arguments(
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+@contextlib.contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Inside: a `RunWarning` from the run directory (a corrupt newest checkpoint skipped, say)
+    is printed at once as one line `<prog>: warning: ...` on stderr."""
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, RunWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+        else:  # other warnings as usual
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RunWarning)
+        warnings.showwarning = show
+        yield
+
+
+def fail(prog: str, message: str, status: int = 1) -> NoReturn:
+    """End the process with one line `<prog>: error: <message>` on stderr."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
 def run_experiment(
     parser: argparse.ArgumentParser,
     argv: Sequence[str],
@@ -114,17 +151,28 @@ def run_experiment(
 ) -> RunDir:
     """Open (or, with ns.resume, reopen) the run directory and call train(run, resume, progress).
 
-    A bad --out or checkpoint ends through `parser.error` (one line, exit status 2); an error in
-    `fatal` (a diverged model, say) ends as one line `<prog>: error: ...` with exit status 1.
+    Before any work, a bad --out (not creatable or writable, in use by another process, holding
+    another run) or a bad checkpoint ends through `parser.error` (one line, exit status 2), as
+    does a checkpoint found unusable when `train` loads it. A write failing mid-run (disk full)
+    or an error in `fatal` (a diverged model, say) ends as one line `<prog>: error: ...` with
+    exit status 1. Warnings from the run directory (falling back to the previous checkpoint)
+    are one line each. The run directory's writer lock is released when this returns.
     """
-    try:
-        run = open_run(ns.out or default_out, config, resume=ns.resume, argv=list(argv))
-        return train(run, ns.resume, not ns.no_progress)
-    except (CheckpointError, FileExistsError) as e:
-        parser.error(str(e))
-    except fatal as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    with one_line_warnings(parser.prog):
+        try:
+            run = open_run(ns.out or default_out, config, resume=ns.resume, argv=list(argv))
+        except (CheckpointError, FileExistsError, RunDirError) as e:
+            parser.error(str(e))
+        try:
+            return train(run, ns.resume, not ns.no_progress)
+        except CheckpointError as e:
+            parser.error(str(e))
+        except RunWriteError as e:
+            fail(parser.prog, str(e))
+        except fatal as e:
+            fail(parser.prog, str(e))
+        finally:
+            run.close()
 
 
 # fields read before the parse: they pick other fields' defaults or classes (and `--variant help`

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from experiments.cli import fail, one_line_warnings
 from prototypes.agents.dyna_q import (
     DynaQConfig,
     episode_lengths,
@@ -42,7 +43,7 @@ from prototypes.agents.dyna_q import (
     run_maze,
 )
 from prototypes.config import ConfigError, arg, check, to_dict
-from prototypes.data.runs import CheckpointError, RunDir, open_run
+from prototypes.data.runs import CheckpointError, RunDir, RunDirError, RunWriteError, open_run
 from prototypes.envs import maze as maze_lib
 
 TABLE_EPISODES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 50)  # columns of the printed table
@@ -330,14 +331,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     cfg = parse_config(parser, ns)
     out = ns.out or f"runs/dyna_maze__{cfg.maze}__{cfg.seed}"
-    try:
-        run_dir = open_run(out, config_dict(cfg), resume=ns.resume, argv=argv)
-        done = _resume_state(run_dir, cfg) if ns.resume else 0
-    except (CheckpointError, FileExistsError) as e:
-        parser.error(str(e))
+    with one_line_warnings(parser.prog):
+        try:
+            run_dir = open_run(out, config_dict(cfg), resume=ns.resume, argv=argv)
+            done = _resume_state(run_dir, cfg) if ns.resume else 0
+        except (CheckpointError, FileExistsError, RunDirError) as e:
+            parser.error(str(e))
+        try:
+            return _train(run_dir, cfg, ns, done)
+        except RunWriteError as e:
+            fail(parser.prog, str(e))
+        finally:
+            run_dir.close()
+
+
+def _train(run_dir: RunDir, cfg: DynaMazeConfig, ns: argparse.Namespace, done: int) -> int:
     if not ns.resume:
         run_dir.save_checkpoint({"completed": 0})
-
     units = cfg.units
     with tqdm(total=len(units), initial=done, unit="run", disable=ns.no_progress,
               desc=f"{cfg.maze} maze") as bar:

@@ -41,10 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import add_run_arguments, progress_bar
+from experiments.cli import add_run_arguments, fail, one_line_warnings, progress_bar
 from prototypes import config as cfglib
 from prototypes.config import ConfigError, arg, check
-from prototypes.data.runs import CheckpointError, RunDir, open_run
+from prototypes.data.runs import CheckpointError, RunDir, RunDirError, RunWriteError, open_run
 from prototypes.envs.discrete_arm import DiscreteArmConfig, DiscreteArmEnv, exact_dbn
 from prototypes.envs.factored_mdp import make_random_mdp, sample_transitions
 from prototypes.envs.registry import EnvSpec
@@ -296,18 +296,30 @@ def main(argv: list[str] | None = None) -> RunDir:
     except ConfigError as e:
         parser.error(str(e))
     out = ns.out or Path("runs") / f"factored_arm_{cfg.seed}"
-    try:
-        run = open_run(out, cfglib.to_dict(cfg), resume=ns.resume, argv=argv)
-        start = 0
-        if ns.resume:
-            ckpt = run.load_checkpoint()
-            start = ckpt.get("completed") if isinstance(ckpt, dict) else None
-            if not isinstance(start, int) or not 0 <= start <= len(cfg.units):
-                raise CheckpointError(f"checkpoint {run.checkpoint_path} is not a factored_arm "
-                                      "checkpoint; delete the run directory to start over")
-            run.truncate_metrics(start)
-    except (CheckpointError, FileExistsError) as e:
-        parser.error(str(e))
+    with one_line_warnings(parser.prog):
+        try:
+            run = open_run(out, cfglib.to_dict(cfg), resume=ns.resume, argv=argv)
+            start = 0
+            if ns.resume:
+                ckpt = run.load_checkpoint()
+                start = ckpt.get("completed") if isinstance(ckpt, dict) else None
+                if not isinstance(start, int) or not 0 <= start <= len(cfg.units):
+                    raise CheckpointError(f"checkpoint {run.checkpoint_path} is not a "
+                                          "factored_arm checkpoint; delete the run directory "
+                                          "to start over")
+                run.truncate_metrics(start)
+        except (CheckpointError, FileExistsError, RunDirError) as e:
+            parser.error(str(e))
+        try:
+            _train(run, cfg, ns, start)
+        except RunWriteError as e:
+            fail(parser.prog, str(e))
+        finally:
+            run.close()
+    return run
+
+
+def _train(run: RunDir, cfg: FactoredArmConfig, ns: argparse.Namespace, start: int) -> None:
     units = cfg.units
     bar = progress_bar(len(units), start, not ns.no_progress, desc="", unit="unit")
     cache: dict = {}
@@ -323,7 +335,6 @@ def main(argv: list[str] | None = None) -> RunDir:
     print(summarize(records))
     for path in plot(run, records):
         print(f"wrote {path}")
-    return run
 
 
 if __name__ == "__main__":

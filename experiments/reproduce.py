@@ -159,7 +159,9 @@ def dyna_report(rep: Reproduction, result: Any, extra: Sequence[str]) -> str:
              "ours: steps in episode 2 / last"]]
     by_n: dict[int, list[list[int]]] = {}
     for r in records:
-        by_n.setdefault(int(r["planning_steps"]), []).append(r["steps_per_episode"])
+        n, lengths = r.get("planning_steps"), r.get("steps_per_episode")
+        if isinstance(n, int) and isinstance(lengths, list):  # other lines are not ours
+            by_n.setdefault(n, []).append(lengths)
     refs = {ref.label: ref for ref in rep.references}
     for n in sorted(by_n):
         mean = np.mean(np.array(by_n[n], dtype=float), axis=0)
@@ -205,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(own)
     rep = REPRODUCTIONS[ns.name]
     seeds = tuple(ns.seeds) if ns.seeds else rep.seeds
+    if ns.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {ns.jobs}")
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds repeats a seed: {list(seeds)}")
     hlines = None if ns.name == "dyna-maze" else {f"{r.label} {r.text}": r.value
                                                    for r in rep.references}
     try:

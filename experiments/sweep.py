@@ -21,8 +21,10 @@ must see the same paths (a shared filesystem): the runs write their directories 
 
 Interrupted sweeps: rerun the same command. A run that finished (its directory has the
 `SWEEP_DONE` marker, written when it exited with status 0) is skipped; an unfinished one is
-continued with `--resume` if the script takes that flag and the run left a checkpoint, and
-restarted from scratch otherwise (`--no-resume` forces restarts).
+continued with `--resume` if the script takes that flag and the run left a complete checkpoint,
+and restarted from scratch otherwise (`--no-resume` forces restarts). One sweep runs in a
+directory at a time: a second one into the same `--out` is refused, naming the first's process.
+Reading the runs (status, metrics.jsonl) executes nothing from them: file names and JSON only.
 
 Results: `<out>/runs.csv` (one row per run: its final value, the mean of the last `--last`
 values of the y metric), `<out>/summary.csv` (one row per grid point: across seeds the mean, or
@@ -168,13 +170,15 @@ def supports_resume(script: Path) -> bool:
 
 
 def status(spec: RunSpec) -> str:
-    """'done' (finished), 'partial' (started, checkpointed), 'broken' (started, no checkpoint)
-    or 'new'."""
+    """'done' (finished), 'partial' (started, with a committed checkpoint), 'broken' (started,
+    no complete checkpoint) or 'new'. Only names of files are looked at, never their contents."""
+    from prototypes.data.runs import has_checkpoint
+
     if (spec.out / DONE_MARKER).exists():
         return "done"
     if not spec.out.exists():
         return "new"
-    return "partial" if (spec.out / "checkpoints" / "latest.pkl").exists() else "broken"
+    return "partial" if has_checkpoint(spec.out, complete=True) else "broken"
 
 
 # --- executing them -----------------------------------------------------------------------------
@@ -260,16 +264,11 @@ def _execute_ray(
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl records (a torn last line is skipped), as RunDir.metrics reads them."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    """metrics.jsonl records, as RunDir.metrics reads them: JSON objects only (a torn last line,
+    or any line that is not an object, is skipped); nothing in the file is executed."""
+    from prototypes.data.runs import read_metrics
+
+    return read_metrics(path)
 
 
 def _number(v: Any) -> float:
@@ -437,19 +436,31 @@ def _plot(out, groups, curves, x_key, y_key, rng, title, hlines=None) -> Path | 
 
 
 def check_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    """Refuse to mix two different sweeps in one directory (seeds may be added)."""
+    """Refuse to mix two different sweeps in one directory (seeds may be added), and an `out`
+    that cannot be written, before any run starts."""
     path = out / MANIFEST
     manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as saved
     if path.exists():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SweepError(f"{path} is unreadable ({type(e).__name__}); use another --out") \
+                from None
+        saved = saved if isinstance(saved, dict) else {}
         diff = [k for k in ("script", "grid", "extra") if saved.get(k) != manifest.get(k)]
         if diff:
             raise SweepError(
                 f"{out} holds a different sweep (differs in: {', '.join(diff)}); "
                 "use another --out or the same arguments"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{MANIFEST}.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise SweepError(f"cannot write the sweep directory {out} ({e.strerror or e}); "
+                         "choose a writable --out") from None
 
 
 def run_sweep(
@@ -478,16 +489,39 @@ def run_sweep(
     out = Path(out).resolve()
     check_manifest(out, {"script": str(script), "grid": grid, "extra": list(extra),
                          "seeds": list(seeds)})
+    if execute:
+        from prototypes.data.runs import RunDirError, lock_dir, unlock_dir
+
+        try:  # one sweep per directory: a duplicate would restart the first one's runs
+            lock_dir(out, [sys.executable, *sys.argv])
+        except RunDirError as e:
+            raise SweepError(str(e)) from None
+        try:
+            return _run_sweep(script, seeds, grid, extra, out, jobs=jobs, backend=backend,
+                              address=address, cpus_per_run=cpus_per_run, resume=resume,
+                              x_key=x_key, y_key=y_key, last=last, execute=execute,
+                              hlines=hlines, log=log)
+        finally:
+            unlock_dir(out)
+    return _run_sweep(script, seeds, grid, extra, out, jobs=jobs, backend=backend,
+                      address=address, cpus_per_run=cpus_per_run, resume=resume, x_key=x_key,
+                      y_key=y_key, last=last, execute=execute, hlines=hlines, log=log)
+
+
+def _run_sweep(script, seeds, grid, extra, out, *, jobs, backend, address, cpus_per_run, resume,
+               x_key, y_key, last, execute, hlines, log) -> SweepResult:
     specs = plan_runs(grid, seeds, out)
-    can_resume = resume and supports_resume(script)
+    can_resume = None  # asked of the script (`--help`) once, if some run is partial
     todo, skipped = [], []
     for s in specs:
         st = status(s)
         if st == "done":
             skipped.append(s.name)
             continue
-        cont = st == "partial" and can_resume
-        if st in ("partial", "broken") and not cont:
+        if st == "partial" and resume and can_resume is None:
+            can_resume = supports_resume(script)
+        cont = st == "partial" and resume and bool(can_resume)
+        if st in ("partial", "broken") and not cont and execute:
             shutil.rmtree(s.out)  # an unfinished run that cannot be continued starts over
         todo.append((s, command(script, s, extra, resume=cont)))
     log(f"sweep {script.name}: {len(specs)} runs, {len(skipped)} finished before, "
@@ -563,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SweepError(f"--jobs must be >= 1, got {ns.jobs}")
         if ns.last < 1:
             raise SweepError(f"--last must be >= 1, got {ns.last}")
+        if not 0 < ns.cpus_per_run < float("inf"):
+            raise SweepError(f"--cpus-per-run must be a number > 0, got {ns.cpus_per_run}")
         if len(set(ns.seeds)) != len(ns.seeds):
             raise SweepError(f"--seeds repeats a seed: {ns.seeds}")
         for bad in ("--seed", "--out", "--resume"):

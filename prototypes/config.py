@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args, get_origin
@@ -29,6 +30,7 @@ __all__ = [
     "from_dict",
     "replace_flat",
     "alias_list",
+    "finite_float",
 ]
 
 C = TypeVar("C")
@@ -59,6 +61,19 @@ def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
 def _instance(cfg: Any) -> Any:
     """`cfg` itself, or the class's default instance if `cfg` is a class."""
     return cfg() if isinstance(cfg, type) else cfg
+
+
+def finite_float(text: str) -> float:
+    """argparse `type` for float flags: a finite number, so that "nan" or "inf" end in one line
+    at parse time (a NaN passes no range check, and a field that means "no limit" says so with
+    its own value, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def alias_list(alias: str | Sequence[str] | None) -> list[str]:
@@ -111,7 +126,7 @@ def add_arguments(
             kwargs["choices"] = list(get_args(tp))
             kwargs["type"] = type(get_args(tp)[0])
         elif tp in (int, float, str):
-            kwargs["type"] = tp
+            kwargs["type"] = finite_float if tp is float else tp
             kwargs["metavar"] = {int: "INT", float: "X", str: "STR"}[tp]
         else:
             raise TypeError(f"config field {name} has unsupported type {tp}")
