@@ -67,7 +67,8 @@ class SchemaRecoveryConfig:
             )
         check(bool(seeds), "seeds must name at least one seed")
         check(bool(samples) and min(samples) >= 1, f"samples must be >= 1, got {self.samples!r}")
-        check(self.height >= 1 and self.width >= 1, "height and width must be >= 1")
+        check(self.height >= 1, f"height must be >= 1, got {self.height}")
+        check(self.width >= 1, f"width must be >= 1, got {self.width}")
         for name in ("p_gripper", "p_block", "p_wall", "p_goal"):
             p = getattr(self, name)
             check(0.0 <= p <= 1.0, f"{name} must be in [0, 1], got {p}")

@@ -18,6 +18,7 @@ from prototypes.agents.dyna_q import (
     run_maze,
 )
 from prototypes.config import ConfigError
+from prototypes.data.runs import has_checkpoint
 from prototypes.envs.maze import NUM_ACTIONS, make_maze
 from tests.scripts import load_script
 
@@ -270,7 +271,7 @@ def test_experiment_smoke(experiment, tmp_path, capsys):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["planning_steps"], r["run"]) for r in records] == [(0, 0), (0, 1), (5, 0), (5, 1)]
     assert all(len(r["steps_per_episode"]) == 3 for r in records)
-    assert (out / "checkpoints" / "latest.pkl").exists()
+    assert has_checkpoint(out, complete=True)
     assert (out / "plots" / "fig8_2_steps_per_episode.png").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "mean steps per episode" in printed and "n=5" in printed

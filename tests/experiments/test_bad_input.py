@@ -74,9 +74,7 @@ CASES = {
         (UNWRITABLE, "cannot create run directory"),
         (("--height", "tall"), "invalid int value: 'tall'"),
         (("--p-block", "nan"), "'nan' is not a finite number"),
-        pytest.param(("--width", "0"), "got 0", marks=pytest.mark.xfail(
-            strict=True, reason="schema_recovery.py says 'height and width must be >= 1' "
-            "without the value given (its owner's to fix)")),
+        (("--width", "0"), "width must be >= 1, got 0"),
         (("--max-seeds", "-1"), "-1"),
         (("--samples", "10,x"), "x"),
     ],

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from prototypes.data.runs import has_checkpoint
 from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def test_run_directory_contents(reference_run):
     assert "model/train_nll" in records[0]  # the one fit, at step 50 = start_steps
     assert "sac/critic_loss" in records[1] and "dyna/valid_fraction" in records[1]
     assert "eval_return" in records[0] and "eval_return" in records[1]
-    assert (reference_run / "checkpoints" / "latest.pkl").exists()
+    assert has_checkpoint(reference_run, complete=True)
     assert (reference_run / "plots" / "learning_curve.png").stat().st_size > 1000
 
 

@@ -124,7 +124,7 @@ def test_toy_model_runs_under_mbpo(toy, tmp_path):
         ("pets", ["--model", "factored"], "model 'factored' exists for fetch_reach only"),
         ("pets", ["--model", "toy", "--model.shrink", "-1"], "shrink must be >= 0, got -1.0"),
         ("mbpo", ["--model", "oracle"], "cannot branch rollouts from stored observations"),
-        ("mcts", ["--model", "oracle"], "model 'oracle' exists for reacher, pusher only"),
+        ("mcts", ["--env", "fetch_push", "--model", "factored"], "exists for fetch_reach only"),
         ("pets", ["--model", "toy", "--model.hidden-size", "8"], "unrecognized arguments"),
     ],
 )
