@@ -23,7 +23,7 @@ logged with the fit metrics.
 
 The run directory gets config.json, metrics.jsonl (one line per episode: return, success,
 final distance, the success rate over the last 20 episodes, model fit metrics; deterministic per
-seed), perf.jsonl (wall-clock timings), checkpoints/latest.pkl (after every episode) and
+seed), perf.jsonl (wall-clock timings), a checkpoint in checkpoints/ (after every episode) and
 plots/success.png, plots/distance.png. `--resume` continues an interrupted run and gives the same
 metrics as an uninterrupted one.
 """
@@ -38,7 +38,15 @@ from typing import Any, Literal
 import numpy as np
 
 from experiments.cli import CommandLine, Layer
-from experiments.mpc_episodes import Episode, codebook_act, run_mpc_episodes, uniform_act
+from experiments.mpc_episodes import (
+    SUCCESS_WINDOW,
+    Episode,
+    codebook_act,
+    goal_metrics,
+    plot_goal_curves,
+    run_mpc_episodes,
+    uniform_act,
+)
 from prototypes.agents.mpc import make_mpc_agent
 from prototypes.config import arg, check
 from prototypes.data.runs import RunDir
@@ -49,7 +57,7 @@ from prototypes.models.ensemble import EnsembleConfig
 from prototypes.models.registry import check_model, get_model_kind, make_model
 from prototypes.planning.mcts import MCTSConfig, make_codebook, make_mcts
 
-WINDOW = 20  # episodes in the rolling success rate
+WINDOW = SUCCESS_WINDOW  # episodes in the rolling success rate
 TARGET = 0.9  # the success rate the issue asks for on FetchReach
 
 
@@ -188,17 +196,11 @@ def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = T
         explore = functools.partial(uniform_act, low=low, high=high, steps=T)
 
     def record(ep: Episode) -> dict:
-        success = float(ep.result.final_info["is_success"])
-        # metrics.jsonl holds exactly the episodes before this one (a resume truncates it)
-        successes = [r["success"] for r in run.metrics()] + [success]
-        last = ep.result.transitions.next_obs[-1]
         return {
             "episode": ep.index + 1,
             "env_steps": (ep.index + 1) * T,
             "return": ep.result.episode_return,
-            "success": success,
-            f"success_rate_last{WINDOW}": float(np.mean(successes[-WINDOW:])),
-            "final_distance": float(np.linalg.norm(last[layout.achieved] - last[layout.goal])),
+            **goal_metrics(ep, run, layout, WINDOW),
             "random": ep.random,
             **ep.fit_metrics,
         }
@@ -243,34 +245,10 @@ def first_reaching(records: list[dict], target: float = TARGET) -> int | None:
 
 
 def _plot(run: RunDir, cfg: MCTSAgentConfig) -> None:
-    records = run.metrics()
-    steps = [r["env_steps"] for r in records]
     title = (
         f"MCTS ({cfg.mcts.algorithm}, {cfg.model_kind}, {cfg.reward}) on {cfg.env}, seed {cfg.seed}"
     )
-    run.plot_curve(
-        "success",
-        steps,
-        {
-            "success (final step)": [r["success"] for r in records],
-            f"success rate, last {WINDOW} episodes": [
-                r[f"success_rate_last{WINDOW}"] for r in records
-            ],
-        },
-        xlabel="env steps",
-        ylabel="success",
-        title=title,
-        hlines={f"target {TARGET:.0%}": TARGET},
-    )
-    run.plot_curve(
-        "distance",
-        steps,
-        {"final |achieved - goal|": [r["final_distance"] for r in records]},
-        xlabel="env steps",
-        ylabel="metres",
-        title=title,
-        hlines={f"success threshold {fetch.DISTANCE_THRESHOLD} m": fetch.DISTANCE_THRESHOLD},
-    )
+    plot_goal_curves(run, title, TARGET, WINDOW)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ from the checkpoint and drops metrics newer than it, so a resumed run repeats th
 with the same keys.
 
 An experiment keeps only what differs: its exploration, its refit schedule and what it records.
+For goal-conditioned (Fetch) tasks, `goal_metrics` is the part of the record every experiment
+shares (the env's success, the rolling success rate, the final distance) and `plot_goal_curves`
+draws it.
 """
 
 from __future__ import annotations
@@ -29,9 +32,20 @@ from prototypes.agents.episode import ActFn, EpisodeResult, drive_episode
 from prototypes.agents.mpc import MPCAgent, MPCState, planning_act
 from prototypes.data import replay
 from prototypes.data.runs import RunDir, episode_seed
+from prototypes.envs.fetch import DISTANCE_THRESHOLD, FetchLayout
 from prototypes.types import PRNGKey
 
-__all__ = ["Episode", "uniform_act", "codebook_act", "run_mpc_episodes"]
+__all__ = [
+    "Episode",
+    "uniform_act",
+    "codebook_act",
+    "run_mpc_episodes",
+    "SUCCESS_WINDOW",
+    "goal_metrics",
+    "plot_goal_curves",
+]
+
+SUCCESS_WINDOW = 20  # episodes in the rolling success rate of goal-conditioned (Fetch) tasks
 
 
 @dataclass(frozen=True)
@@ -149,3 +163,53 @@ def run_mpc_episodes(
         bar.set_postfix(**postfix(episode, line))
     bar.close()
     return state
+
+
+def goal_metrics(
+    ep: Episode, run: RunDir, layout: FetchLayout, window: int = SUCCESS_WINDOW
+) -> dict:
+    """A Fetch episode's success metrics, for its metrics line.
+
+    success: the env's `info["is_success"]` at the episode's last step (1.0 or 0.0);
+    success_rate_last{window}: the mean success of the last `window` episodes, this one included
+    (fewer at the start; metrics.jsonl holds exactly the episodes before this one, since a resume
+    truncates it); final_distance: |achieved_goal - desired_goal| after the last step, in metres.
+    """
+    success = float(ep.result.final_info["is_success"])
+    successes = [r["success"] for r in run.metrics()] + [success]
+    last = ep.result.transitions.next_obs[-1]
+    return {
+        "success": success,
+        f"success_rate_last{window}": float(np.mean(successes[-window:])),
+        "final_distance": float(np.linalg.norm(last[layout.achieved] - last[layout.goal])),
+    }
+
+
+def plot_goal_curves(run: RunDir, title: str, target: float, window: int = SUCCESS_WINDOW) -> None:
+    """plots/success.png (per-episode success and the rolling rate, with the `target` rate) and
+    plots/distance.png (final distance, with the success threshold) from the run's metrics."""
+    records = run.metrics()
+    steps = [r["env_steps"] for r in records]
+    run.plot_curve(
+        "success",
+        steps,
+        {
+            "success (final step)": [r["success"] for r in records],
+            f"success rate, last {window} episodes": [
+                r[f"success_rate_last{window}"] for r in records
+            ],
+        },
+        xlabel="env steps",
+        ylabel="success",
+        title=title,
+        hlines={f"target {target:.0%}": target},
+    )
+    run.plot_curve(
+        "distance",
+        steps,
+        {"final |achieved - goal|": [r["final_distance"] for r in records]},
+        xlabel="env steps",
+        ylabel="metres",
+        title=title,
+        hlines={f"success threshold {DISTANCE_THRESHOLD} m": DISTANCE_THRESHOLD},
+    )

@@ -32,7 +32,8 @@ Rewards, as pure-JAX functions of (obs, action, next_obs) for one example, read 
   default: a sparse reward gives a search nothing to follow until it is within 5 cm of the goal.
 - "shaped" (Push only; Reach falls back to dense): -d - 0.5 |grip - behind|, where `behind` is a
   point 3 cm behind the object on the far side from the goal, so a short search first brings the
-  gripper to where pushing moves the object towards the goal.
+  gripper to where pushing moves the object towards the goal: `costs.push_reward` on the task's
+  entity layout (envs/costs.py), the same function that scores Pusher.
 Success is the env's `info["is_success"]` (d < 0.05) at the last step of an episode.
 
 A discrete abstraction for factored (factor-graph) models, FetchReach only (`GridConfig`,
@@ -57,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prototypes.config import arg, check
+from prototypes.envs import costs
 from prototypes.envs.factored_mdp import FactoredSpec, RewardTerm
 from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout
 from prototypes.types import Array, Float, Int
@@ -202,15 +204,11 @@ def reward_fns(name: str) -> dict[str, RewardFn]:
         del obs, action
         return -goal_distance(layout, next_obs)
 
-    def shaped(obs, action, next_obs):
-        del obs, action
-        obj, goal = next_obs[layout.achieved], next_obs[layout.goal]
-        away = obj - goal
-        behind = obj + BEHIND * away / (jnp.linalg.norm(away) + 1e-6)
-        reach = jnp.linalg.norm(next_obs[layout.grip] - behind)
-        return -jnp.linalg.norm(away) - SHAPING_WEIGHT * reach
-
-    return {"sparse": sparse, "dense": dense, "shaped": shaped if name == "fetch_push" else dense}
+    if "object" in layout.entities:
+        shaped = costs.push_reward(layout.entities, behind=BEHIND, reach_weight=SHAPING_WEIGHT)
+    else:
+        shaped = dense
+    return {"sparse": sparse, "dense": dense, "shaped": shaped}
 
 
 def done_fn(next_obs: Float[Array, " O"]) -> Array:

@@ -251,7 +251,7 @@ register_model(
     _build_oracle,
     "the true MuJoCo simulator (reacher, pusher): the planner's ceiling",
     needs_env=True,
-    tasks=("reacher", "pusher"),
+    tasks=("reacher", "pusher", "fetch_reach", "fetch_push"),
 )
 
 

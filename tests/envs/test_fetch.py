@@ -1,5 +1,7 @@
 """Fetch tasks: the flat observation layout and the pure-JAX rewards against the env's own."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,12 +97,14 @@ def test_shaped_push_reward_by_hand():
     assert r["shaped"] is r["dense"]
 
 
-def test_done_never_and_no_oracle():
+def test_done_never_and_an_oracle_only_where_one_is_written():
     spec = get_spec("fetch_reach")
     assert not bool(spec.done_fn(jnp.zeros(spec.obs_dim)))
-    assert spec.obs_from_physics is None
-    with pytest.raises(ValueError, match="task 'fetch_reach' has no oracle model"):
-        make_oracle(spec, make("fetch_reach"))
+    # Fetch has its own oracle (tests/models/test_oracle.py); a joint-space task without
+    # obs_from_physics has none
+    nothing = dataclasses.replace(get_spec("reacher"), obs_from_physics=None)
+    with pytest.raises(ValueError, match="task 'reacher' has no oracle model"):
+        make_oracle(nothing, make("reacher"))
 
 
 # --- the grid abstraction for factored models ----------------------------------------------------

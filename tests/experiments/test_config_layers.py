@@ -11,6 +11,7 @@ from prototypes import config as cfglib
 from prototypes.config import ConfigError
 from prototypes.models.ensemble import EnsembleConfig
 from prototypes.models.registry import FactoredGridConfig, OracleConfig
+from prototypes.models.structured import StructuredConfig
 from tests.scripts import load_script
 
 
@@ -36,10 +37,24 @@ def _cem(**kw):
 PETS_TASKS = {
     "reacher": {"episodes": 50, **_cem(population=200, elites=20, iterations=4, horizon=15)},
     "pusher": {"episodes": 100, **_cem(population=200, elites=20, iterations=4, horizon=25)},
+    # Fetch: mcts.py's episode counts and random episodes; the planner's reward per task
+    "fetch_reach": {
+        "episodes": 400,
+        "random_episodes": 5,
+        "reward": "dense",
+        **_cem(population=100, elites=10, iterations=3, horizon=5),
+    },
+    # 2,000 model steps per planning call: the oracle ceiling ran with these (issue 11)
+    "fetch_push": {
+        "episodes": 500,
+        "random_episodes": 10,
+        "reward": "shaped",
+        **_cem(population=100, elites=10, iterations=2, horizon=10),
+    },
 }
 
 
-@pytest.mark.parametrize("env", ["reacher", "pusher"])
+@pytest.mark.parametrize("env", ["reacher", "pusher", "fetch_reach", "fetch_push"])
 def test_pets_no_flags_is_class_then_task_defaults(pets, env):
     argv = [] if env == "reacher" else ["--env", env]
     expected = cfglib.replace_flat(
@@ -56,6 +71,11 @@ def test_pets_oracle_starts_from_its_own_config(pets):
     # flags still win over every layer
     cfg = pets.parse_config(["--model", "oracle", "--particles", "3", "--model.threads", "1"])[0]
     assert cfg.planner.particles == 3 and cfg.model == OracleConfig(threads=1)
+    # the Fetch ceiling: the task's planner and reward, the oracle's particles and no data
+    cfg = pets.parse_config(["--model", "oracle", "--env", "fetch_push"])[0]
+    expected = {**PETS_TASKS["fetch_push"], "planner.particles": 1, "random_episodes": 0}
+    flat = cfglib.to_dict(cfg)
+    assert {k: flat[k] for k in expected} == expected and cfg.model == OracleConfig()
 
 
 def test_mcts_no_flags_is_class_then_task_defaults(mcts):
@@ -113,6 +133,8 @@ def test_mbpo_no_flags_is_class_then_task_defaults(mbpo, env):
     expected = cfglib.replace_flat(base, {"env": env, **MBPO_TASKS[env]})
     assert mbpo.parse_config(["--env", env])[0] == expected
     assert mbpo.parse_config(["--env", env, "--no-model"])[0] == replace(expected, use_model=False)
+    structured = mbpo.parse_config(["--env", env, "--model", "structured"])[0].model
+    assert structured == StructuredConfig(propagation="ts1")
 
 
 def test_factored_arm_and_dyna_maze_no_flags_are_class_defaults():

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from prototypes.data.runs import has_checkpoint
 from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ def test_run_directory_contents(reference_run):
     # the rolling rate is the mean of the successes so far (window 20 > 3 episodes)
     s = [r["success"] for r in records]
     assert records[-1]["success_rate_last20"] == pytest.approx(sum(s) / 3)
-    assert (reference_run / "checkpoints" / "latest.pkl").exists()
+    assert has_checkpoint(reference_run, complete=True)
     assert (reference_run / "plots" / "success.png").stat().st_size > 1000
     assert (reference_run / "plots" / "distance.png").stat().st_size > 1000
 

@@ -3,8 +3,10 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from prototypes.data.runs import has_checkpoint
 from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +66,7 @@ def test_run_directory_contents(reference_run):
     assert [r["episode"] for r in records] == [1, 2, 3]
     assert [r["env_steps"] for r in records] == [50, 100, 150]
     assert records[0]["random"] and not records[1]["random"]
-    assert (reference_run / "checkpoints" / "latest.pkl").exists()
+    assert has_checkpoint(reference_run, complete=True)
     assert (reference_run / "plots" / "learning_curve.png").stat().st_size > 1000
 
 
@@ -104,7 +106,15 @@ def test_killed_run_resumes_to_the_same_metrics(pets, reference_run, tmp_path, m
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["--env", "cartpole"], "unknown env 'cartpole': choose from pusher, reacher"),
+        (
+            ["--env", "cartpole"],
+            "unknown env 'cartpole': choose from fetch_push, fetch_reach, pusher, reacher",
+        ),
+        (["--reward", "dense"], "reward 'dense' is for the Fetch tasks; reacher takes task or"),
+        (
+            ["--reward", "shaped"],  # Reacher's arm is joint angles: no arm position to push with
+            "reward 'shaped' on reacher: the push reward needs exactly one arm entity",
+        ),
         (["--horizon", "0"], "planner.horizon must be >= 1, got 0"),
         (["--population", "-5"], "planner.population must be >= 1, got -5"),
         (
@@ -148,3 +158,47 @@ def test_resume_without_a_run_or_with_a_corrupt_checkpoint(pets, tmp_path, capsy
     with pytest.raises(SystemExit):
         pets.main(argv)  # a new run refuses to overwrite the existing one
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_planning_reward_by_name(pets):
+    """task: the env's own; shaped: the layout's push reward (envs/costs.py), on Pusher too."""
+    from prototypes.envs import costs, fetch, get_spec
+
+    for env, reward, expected in [
+        ("pusher", "task", get_spec("pusher").reward_fn),
+        ("fetch_push", "task", fetch.reward_fns("fetch_push")["sparse"]),
+        ("fetch_push", "dense", fetch.reward_fns("fetch_push")["dense"]),
+        ("fetch_push", "shaped", fetch.reward_fns("fetch_push")["shaped"]),
+        ("fetch_reach", "shaped", fetch.reward_fns("fetch_reach")["dense"]),
+    ]:
+        cfg = pets.parse_config(["--env", env, "--reward", reward])[0]
+        chosen = pets.planning_reward(cfg, get_spec(env))
+        # an observation 0.3 m from its goal with the gripper 0.04 m off: the rewards differ
+        obs = np.zeros(get_spec(env).obs_dim, np.float32)
+        obs[-3:] = [0.3, 0.0, 0.0]
+        obs[:3] = [0.0, 0.04, 0.0]
+        act = np.zeros(get_spec(env).act_dim, np.float32)
+        np.testing.assert_allclose(chosen(obs, act, obs), expected(obs, act, obs), rtol=1e-7)
+    cfg = pets.parse_config(["--env", "pusher", "--reward", "shaped"])[0]
+    shaped = pets.planning_reward(cfg, get_spec("pusher"))
+    obs = np.linspace(-1, 1, 23, dtype=np.float32)
+    push = costs.push_reward(get_spec("pusher").layout)
+    np.testing.assert_allclose(shaped(obs, None, obs), push(obs, None, obs), rtol=1e-7)
+
+
+@pytest.mark.slow
+def test_fetch_push_on_the_oracle_records_the_env_success(pets, tmp_path):
+    """One planned FetchPush episode on the true simulator: the metrics line carries the env's
+    success, the rolling rate and the final distance, and the success plot is drawn."""
+    out = tmp_path / "push"
+    tiny = ["--population", "4", "--elites", "2", "--horizon", "2", "--iterations", "1"]
+    pets.main(["--env", "fetch_push", "--model", "oracle", "--episodes", "1", "--no-progress"]
+              + tiny + ["--out", str(out)])  # fmt: skip
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert record["success"] in (0.0, 1.0) and not record["random"]
+    assert record["success_rate_last20"] == record["success"]
+    assert record["final_distance"] >= 0
+    assert record["return"] == pytest.approx(-50 * (1 - record["success"]), abs=50)  # sparse
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["reward"] == "shaped"  # the fetch_push default
+    assert (out / "plots" / "success.png").stat().st_size > 1000
