@@ -143,6 +143,8 @@ LAYERS = (
         {"model.hidden_size": 128, "model.max_epochs": 10},
         when={"env": "fetch_push", "model_kind": "ensemble"},
     ),
+    # the tree computes a node's state once: a learned ensemble predicts its members' mean
+    Layer({"model.propagation": "expectation"}, when={"model_kind": "structured"}),
 )
 
 ALIASES = {

@@ -249,7 +249,7 @@ register_model(
     "oracle",
     OracleConfig,
     _build_oracle,
-    "the true MuJoCo simulator (reacher, pusher): the planner's ceiling",
+    "the true MuJoCo simulator: the planner's ceiling",
     needs_env=True,
     tasks=("reacher", "pusher", "fetch_reach", "fetch_push"),
 )

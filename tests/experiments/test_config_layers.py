@@ -100,6 +100,11 @@ def test_mcts_no_flags_is_class_then_task_defaults(mcts):
     assert mcts.parse_config(["--env", "fetch_push"])[0] == cfglib.replace_flat(base, push)
 
 
+def test_mcts_structured_predicts_the_members_mean(mcts):
+    cfg = mcts.parse_config(["--model", "structured"])[0]
+    assert cfg.model == StructuredConfig(propagation="expectation")
+
+
 def test_mcts_factored_takes_the_registered_config_and_the_task_search(mcts):
     cfg = mcts.parse_config(["--world-model", "factored"])[0]
     assert cfg.model_kind == "factored" and cfg.model == FactoredGridConfig()
