@@ -39,6 +39,7 @@ from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Trans
 
 __all__ = [
     "EnsembleConfig",
+    "EnsembleTrainingConfig",
     "EnsembleState",
     "GaussianMLP",
     "make_ensemble",
@@ -64,7 +65,11 @@ Propagation = Literal["ts1", "tsinf", "expectation"]
 
 
 @dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleTrainingConfig:
+    """What every probabilistic ensemble here shares: members, network size, propagation and
+    training. Each model's config extends it (EnsembleConfig here, StructuredConfig in
+    models/structured.py) and may redeclare a default."""
+
     members: int = arg(5, "ensemble size E")
     hidden_size: int = arg(200, "width of each hidden layer")
     hidden_layers: int = arg(3, "number of hidden layers")
@@ -95,6 +100,11 @@ class EnsembleConfig:
             self.propagation in ("ts1", "tsinf", "expectation"),
             f"model.propagation must be ts1, tsinf or expectation, got {self.propagation!r}",
         )
+
+
+@dataclass(frozen=True)
+class EnsembleConfig(EnsembleTrainingConfig):
+    """The flat PETS ensemble: E Gaussian MLPs of `hidden_layers` x `hidden_size`."""
 
 
 class GaussianMLP(nn.Module):
@@ -352,21 +362,16 @@ def train_with_early_stopping(
     x: Float[Array, "N I"],
     y: Float[Array, "N O"],
     n: int,
+    cfg: EnsembleTrainingConfig,
     *,
     train_steps: Callable,
     member_holdout_mse: Callable,
-    members: int,
-    batch_size: int,
-    max_epochs: int,
-    patience: int,
-    holdout: float,
-    bootstrap: bool,
-    learning_rate: float,
 ) -> tuple[Any, Metrics]:
     """Train an ensemble's members with per-member early stopping on a held-out split (host loop).
 
     `state` has `params` (leading member axis) and whatever `train_steps` updates; x, y are the
-    normalised training arrays (rows past `n` are padding). Minibatch index arrays are drawn
+    normalised training arrays (rows past `n` are padding); `cfg` gives members, batch size,
+    epochs, patience, holdout fraction and bootstrap. Minibatch index arrays are drawn
     with NumPy from a generator seeded by `key`, padded to a fixed chunk length so the jitted
     step compiles once per chunk shape. Each member keeps the parameters of its epoch with the
     lowest held-out MSE; training stops after `patience` epochs without any member improving.
@@ -375,7 +380,8 @@ def train_with_early_stopping(
         TrainingDivergedError: the training loss became non-finite (the message says what to
             change).
     """
-    E = members
+    E, batch_size, max_epochs, patience = cfg.members, cfg.batch_size, cfg.max_epochs, cfg.patience
+    holdout, bootstrap, learning_rate = cfg.holdout, cfg.bootstrap, cfg.learning_rate
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
     train, hold_idx, hold_w = holdout_split(rng, n, holdout)
     n_hold = n - len(train)
@@ -427,8 +433,6 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
     net = GaussianMLP(out_dim=O, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
     optimizer = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
     propagate = PREDICT_BY_PROPAGATION[cfg.propagation]
-    batch_size, bootstrap, holdout = cfg.batch_size, cfg.bootstrap, cfg.holdout
-    max_epochs, patience, learning_rate = cfg.max_epochs, cfg.patience, cfg.learning_rate
     logvar_penalty = cfg.logvar_penalty
     reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
     train_steps = make_train_steps(
@@ -469,15 +473,9 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             x,
             y,
             len(data.obs),
+            cfg,
             train_steps=train_steps,
             member_holdout_mse=member_holdout_mse,
-            members=E,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            holdout=holdout,
-            bootstrap=bootstrap,
-            learning_rate=learning_rate,
         )
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="ensemble")

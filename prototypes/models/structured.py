@@ -72,7 +72,7 @@ from prototypes.envs.registry import EnvSpec
 from prototypes.models.base import WorldModel
 from prototypes.models.ensemble import (
     PREDICT_BY_PROPAGATION,
-    Propagation,
+    EnsembleTrainingConfig,
     bucket_rows,
     ensemble_loss,
     holdout_mse,
@@ -116,21 +116,12 @@ INPUT_KINDS = ("velocity", "rotation", "relative", "other")  # never position: n
 
 
 @dataclass(frozen=True)
-class StructuredConfig:
-    members: int = arg(5, "ensemble size E")
+class StructuredConfig(EnsembleTrainingConfig):
+    """The structured ensemble: the shared ensemble fields (members, propagation, training; the
+    network size redeclared with its own defaults) plus the graph network's own."""
+
     hidden_size: int = arg(64, "width of every hidden layer, node latent and message")
     hidden_layers: int = arg(2, "hidden layers of the edge and decoder MLPs")
-    propagation: Propagation = arg("tsinf", "how particles use members: ts1, tsinf or expectation")
-    learning_rate: float = arg(1e-3, "Adam learning rate")
-    weight_decay: float = arg(5e-5, "L2 weight decay (decoupled, AdamW)")
-    batch_size: int = arg(32, "minibatch size per member")
-    max_epochs: int = arg(
-        50, "most training epochs per fit (an epoch = N_train / batch_size steps)"
-    )
-    patience: int = arg(8, "stop after this many epochs without a held-out improvement")
-    holdout: float = arg(0.1, "fraction of the data held out for early stopping")
-    bootstrap: bool = arg(True, "each member trains on its own bootstrap resample")
-    logvar_penalty: float = arg(0.01, "weight of the term that tightens the log-variance bounds")
     passive_objects: bool = arg(
         True, "an object's mean delta is exactly zero when no message reaches it"
     )
@@ -146,21 +137,8 @@ class StructuredConfig:
     )
 
     def __post_init__(self) -> None:
-        check(self.members >= 1, f"model.members must be >= 1, got {self.members}")
-        check(self.hidden_size >= 1, f"model.hidden_size must be >= 1, got {self.hidden_size}")
-        check(
-            self.hidden_layers >= 1, f"model.hidden_layers must be >= 1, got {self.hidden_layers}"
-        )
-        check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
-        check(self.batch_size >= 1, f"model.batch_size must be >= 1, got {self.batch_size}")
-        check(self.max_epochs >= 1, f"model.max_epochs must be >= 1, got {self.max_epochs}")
-        check(self.patience >= 1, f"model.patience must be >= 1, got {self.patience}")
-        check(0.0 <= self.holdout < 1.0, f"model.holdout must be in [0, 1), got {self.holdout}")
+        super().__post_init__()
         check(self.cutoff >= 0.0, f"model.cutoff must be >= 0, got {self.cutoff}")
-        check(
-            self.propagation in ("ts1", "tsinf", "expectation"),
-            f"model.propagation must be ts1, tsinf or expectation, got {self.propagation!r}",
-        )
 
 
 # --- the graph, compiled once on the host ---------------------------------------------------------
@@ -678,8 +656,6 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
     net = GraphNet(graph=graph, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
     optimizer = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
     propagate = PREDICT_BY_PROPAGATION[cfg.propagation]
-    batch_size, bootstrap, holdout = cfg.batch_size, cfg.bootstrap, cfg.holdout
-    max_epochs, patience, learning_rate = cfg.max_epochs, cfg.patience, cfg.learning_rate
     logvar_penalty, use_prior, cutoff = cfg.logvar_penalty, cfg.kinematic_prior, cfg.cutoff
     reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
     keys_in, (keys_out, center_out) = _column_groups(graph)
@@ -791,15 +767,9 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
             x,
             y,
             len(data.obs),
+            cfg,
             train_steps=train_steps,
             member_holdout_mse=member_holdout_mse,
-            members=E,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            holdout=holdout,
-            bootstrap=bootstrap,
-            learning_rate=learning_rate,
         )
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="structured")
