@@ -21,9 +21,29 @@ The command-line form, one string (`parse_variant`; `str(variant)` gives it back
 config.json)::
 
     none | "" | factor=VALUE[,factor=VALUE...]
-    VALUE: a number (a fixed multiplier), x:y or x:y:z (a fixed point, region factors),
-           A (a fresh value per episode from training range A) or B (from test range B)
-    e.g.   mass=B,damping=1.5     goal=A     start=0.1:-0.2
+    VALUE: a number (a fixed multiplier, or a count of distractors), x:y or x:y:z (a fixed
+           point, region factors), A (a fresh value per episode from training range A), B (from
+           test range B), Atrain / Aheld (from A's training / held-out half, below), or lo~hi
+           (a multiplier's own range, lo < hi, e.g. mass=0.25~0.4)
+    e.g.   mass=B,damping=1.5     goal=A     start=0.1:-0.2     mass=Aheld,distractors=B
+
+Held-out values inside A (for transfer, experiments/transfer.py): a multiplier's A is cut into
+`SCALE_BINS` = 8 equal bins, "Atrain" draws from the even ones (a uniform bin, then uniformly
+inside it) and "Aheld" from the odd ones; a region's A box is cut into `REGION_BINS` = 4 bins per
+axis, and "Atrain" draws from the cells whose bin indices sum to an even number, "Aheld" from the
+others (a checkerboard). So a model trained on Atrain never saw a held-out value, though each
+lies inside A's span. "A" still draws from the whole of A, as before.
+
+Distractors (pusher, fetch_push): static boxes on the table that the task never needs. The
+model is rebuilt once with `MAX_DISTRACTORS` = 3 world bodies without joints (an `MjSpec` edit,
+written to an XML file under the system temp directory that `env.unwrapped.fullpath` then names,
+so the oracle, which compiles its model from that file, has them too); each reset draws their
+count (A: 0, B: 1-3) and places them uniformly in a table region, at least a gap from the
+object, the goal, the arm's start, the straight object-goal path and each other; unused ones are
+parked far off. They are in no observation (qpos, qvel and obs keep their sizes, so the flat
+ensemble and every model see exactly what they saw in training); they only matter through
+contact, if the arm or the object runs into one. `info["variant"]["distractors"]` lists their
+world (x, y).
 
 `VariantWrapper` applies it to the live env: on every `reset(seed=...)` it draws the episode's
 values from a generator seeded by the reset seed (a stream separate from the env's own, so the
@@ -78,9 +98,19 @@ __all__ = [
     "VariantWrapper",
     "parse_variant",
     "describe_variants",
+    "DistractorFactor",
+    "Span",
+    "RANGES",
+    "region_cell_parity",
+    "add_distractor_bodies",
+    "place_distractors",
 ]
 
 _SALT = 0x76617269  # "vari": keeps the variant stream apart from any other stream of the seed
+RANGES = ("A", "B", "Atrain", "Aheld")  # the range names a setting may take
+SCALE_BINS = 8  # a scale factor's A in equal bins: even ones are Atrain, odd ones Aheld
+REGION_BINS = 4  # bins per axis of a region's A box: cells of even index sum are Atrain
+MAX_DISTRACTORS = 3  # distractor bodies added to the model (unused ones parked far away)
 _MAX_TRIES = 10_000  # rejection-sampling draws before a region is declared impossible
 PUSHER_MIN_GAP = 0.17  # gymnasium's minimum object-goal distance at a Pusher reset
 FETCH_MIN_GAP = 0.1  # gymnasium-robotics' minimum object-gripper distance at a FetchPush reset
@@ -114,6 +144,15 @@ class ScaleFactor:
     @property
     def allowed(self) -> str:
         return "> 0" if self.strict else ">= 0"
+
+    def draw(self, rng: np.random.Generator, box: str) -> float:
+        """A multiplier from range `box` ("A", "B", "Atrain" or "Aheld")."""
+        lo, hi = self.b if box == "B" else self.a
+        if box in ("A", "B"):
+            return float(rng.uniform(lo, hi))
+        # Atrain: a uniform even bin of A, uniform inside it; Aheld: the same over odd bins
+        k = 2 * int(rng.integers(SCALE_BINS // 2)) + (box == "Aheld")
+        return float(lo + (k + rng.uniform()) * (hi - lo) / SCALE_BINS)
 
     def check(self, value: float) -> None:
         ok = math.isfinite(value) and (value > 0 if self.strict else value >= 0)
@@ -163,16 +202,84 @@ class RegionFactor:
             )
 
     def draw(self, rng: np.random.Generator, box: str) -> np.ndarray:
-        lo, hi = self.a if box == "A" else self.b
+        """A point from range `box` ("A", "B", "Atrain" or "Aheld") passing `accept`."""
+        lo, hi = self.b if box == "B" else self.a
         for _ in range(_MAX_TRIES):
             point = rng.uniform(lo, hi)
+            if box in ("Atrain", "Aheld") and region_cell_parity(point, self.a) != (
+                box == "Aheld"
+            ):
+                continue
             if self.accept is None or self.accept(point):
                 return point
         raise RuntimeError(f"variant {self.name}={box}: no point of the box passes {self.rule}")
 
 
-Factor = ScaleFactor | RegionFactor
-Setting = float | tuple[float, ...] | str  # a fixed multiplier, a fixed point, or "A" / "B"
+def region_cell_parity(point: np.ndarray, box: tuple[tuple[float, ...], ...]) -> int:
+    """0 if `point` lies in an Atrain cell of `box` (its per-axis bin indices, REGION_BINS bins
+    per axis, sum to an even number), 1 if in an Aheld cell."""
+    lo, hi = np.asarray(box[0]), np.asarray(box[1])
+    cell = np.clip(np.floor((np.asarray(point) - lo) / (hi - lo) * REGION_BINS), 0, REGION_BINS - 1)
+    return int(cell.sum()) % 2
+
+
+@dataclass(frozen=True)
+class DistractorFactor:
+    """Static bodies on the table that the task never needs (module docstring).
+
+    The value is a count: A = (0, 0) (the unchanged task), B = (1, MAX_DISTRACTORS). Their
+    places are drawn per episode in `region` (world x, y) at least `gap` from the object, the
+    goal, the arm's start and each other, and from the object-goal segment.
+
+    Attributes:
+        name: "distractors".
+        changes: what it adds, one line.
+        a, b: training and test ranges of the count (inclusive).
+        half: the distractor box's half sizes (x, y, z), m.
+        height: its centre's world z (resting on the table).
+        region: (lo, hi) world x, y box the distractors are placed in.
+        gap: minimum distance to the object, goal, arm start, the object-goal segment and the
+            other distractors, m.
+    """
+
+    name: str
+    changes: str
+    a: tuple[int, int]
+    b: tuple[int, int]
+    half: tuple[float, float, float]
+    height: float
+    region: tuple[tuple[float, float], tuple[float, float]]
+    gap: float
+
+    allowed = f"0..{MAX_DISTRACTORS}"
+
+    def check(self, value: float) -> None:
+        if not (math.isfinite(value) and value == int(value) and 0 <= value <= MAX_DISTRACTORS):
+            raise ConfigError(
+                f"variant {self.name}={value!r} is not a count of distractors "
+                f"(an integer {self.allowed}, A or B)"
+            )
+
+    def draw(self, rng: np.random.Generator, box: str) -> int:
+        """A count from range `box` (Aheld has none: A is the single value 0)."""
+        lo, hi = self.b if box == "B" else self.a
+        return int(rng.integers(lo, hi + 1))
+
+
+@dataclass(frozen=True)
+class Span:
+    """A scale factor's own range [lo, hi] (lo < hi), drawn uniformly per episode ("lo~hi")."""
+
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        return f"{_fmt_num(self.lo)}~{_fmt_num(self.hi)}"
+
+
+Factor = ScaleFactor | RegionFactor | DistractorFactor
+# a fixed multiplier or count, a fixed point, a named range ("A", ...) or a multiplier's own span
+Setting = float | tuple[float, ...] | str | Span
 
 
 # --- where each factor writes -----------------------------------------------------------------
@@ -298,6 +405,16 @@ FACTORS: dict[str, dict[str, Factor]] = {
             ((-0.5, -0.5), (0.5, 0.5)),
             rule=f"> {PUSHER_MIN_GAP} from the goal",
         ),
+        "distractors": DistractorFactor(
+            "distractors",
+            "static 8x8x10 cm boxes on the table, placed per episode, never observed",
+            (0, 0),
+            (1, MAX_DISTRACTORS),
+            half=(0.04, 0.04, 0.05),
+            height=-0.275,  # the table plane is at z = -0.325
+            region=((0.15, -0.5), (0.8, 0.25)),
+            gap=0.15,
+        ),
     },
     "reacher": {
         "mass": ScaleFactor(
@@ -355,6 +472,16 @@ FACTORS: dict[str, dict[str, Factor]] = {
             accept=_off_gripper,
             rule=f">= {FETCH_MIN_GAP} from the gripper",
         ),
+        "distractors": DistractorFactor(
+            "distractors",
+            "static 5 cm cubes (the block's size) on the table, placed per episode, never observed",
+            (0, 0),
+            (1, MAX_DISTRACTORS),
+            half=(0.025, 0.025, 0.025),
+            height=0.425,  # the block's centre height on the table (height_offset)
+            region=((1.1, 0.45), (1.5, 1.05)),  # inside the table top (1.05-1.55, 0.4-1.1)
+            gap=0.1,
+        ),
     },
     "fetch_reach": {
         "goal": RegionFactor(
@@ -404,7 +531,7 @@ class Variant:
             return "none"
         parts = []
         for name, setting in self.settings:
-            if isinstance(setting, str):
+            if isinstance(setting, str | Span):
                 parts.append(f"{name}={setting}")
             elif isinstance(setting, tuple):
                 parts.append(f"{name}={_fmt_point(setting)}")
@@ -421,8 +548,17 @@ class Variant:
                     f"{', '.join(factors)}"
                 )
             if isinstance(setting, str):
-                if setting not in ("A", "B"):
-                    raise ConfigError(f"variant {name}={setting!r}: a range is A or B")
+                if setting not in RANGES:
+                    raise ConfigError(
+                        f"variant {name}={setting!r}: a range is A or B (or Atrain, Aheld)"
+                    )
+                if setting == "Aheld" and isinstance(factors[name], DistractorFactor):
+                    raise ConfigError(
+                        f"variant {name}=Aheld: {name} has no held-out values (its range A is "
+                        "the single count 0)"
+                    )
+            elif isinstance(setting, Span):
+                _check_span(factors[name], setting)
             else:
                 factors[name].check(setting)
 
@@ -435,16 +571,50 @@ def _task_factors(task: str) -> dict[str, Factor]:
     return FACTORS[task]
 
 
+def _check_span(factor: Factor, span: Span) -> None:
+    if not isinstance(factor, ScaleFactor):
+        raise ConfigError(
+            f"variant {factor.name}={span}: only a multiplier (mass, damping, friction, size, "
+            "gear) takes a range lo~hi"
+        )
+    if not span.lo < span.hi:
+        what = "empty" if span.lo == span.hi else "inverted"
+        raise ConfigError(
+            f"variant {factor.name}={span} is an {what} range: write lo~hi with lo < hi"
+        )
+    factor.check(span.lo)
+    factor.check(span.hi)
+
+
 def _parse_setting(task: str, factor: Factor, text: str) -> Setting:
-    if text.upper() in ("A", "B"):
-        return text.upper()
+    by_upper = {r.upper(): r for r in RANGES}
+    if text.upper() in by_upper:
+        return by_upper[text.upper()]
+    if "~" in text:
+        try:
+            lo, hi = (float(t) for t in text.split("~"))
+        except ValueError:
+            raise ConfigError(
+                f"variant {factor.name}={text!r} for {task}: a range is lo~hi, two numbers"
+            ) from None
+        span = Span(lo, hi)
+        _check_span(factor, span)
+        return span
     try:
         numbers = tuple(float(t) for t in text.split(":"))
     except ValueError:
-        what = "a number" if isinstance(factor, ScaleFactor) else ":".join(factor.axes)
+        what = ":".join(factor.axes) if isinstance(factor, RegionFactor) else "a number"
         raise ConfigError(
-            f"variant {factor.name}={text!r} for {task}: the value must be {what}, A or B"
+            f"variant {factor.name}={text!r} for {task}: the value must be {what}, A or B "
+            "(or Atrain, Aheld)"
         ) from None
+    if isinstance(factor, DistractorFactor):
+        if len(numbers) != 1:
+            raise ConfigError(
+                f"variant {factor.name}={text!r} for {task}: the value must be one count, A or B"
+            )
+        factor.check(numbers[0])
+        return float(int(numbers[0]))
     if isinstance(factor, ScaleFactor):
         if len(numbers) != 1:
             raise ConfigError(
@@ -497,6 +667,10 @@ def describe_variants(task: str) -> str:
     for f in factors.values():
         if isinstance(f, ScaleFactor):
             rows.append((f.name, f"x {f.changes}", _fmt_range(f.a), _fmt_range(f.b), f.allowed))
+        elif isinstance(f, DistractorFactor):
+            rows.append(
+                (f.name, f"count of {f.changes}", "0", f"{f.b[0]}..{f.b[1]}", f.allowed)
+            )
         else:
             rule = f"; draws {f.rule}" if f.rule else ""
             rows.append(
@@ -505,8 +679,10 @@ def describe_variants(task: str) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [
         f"variants of {task}: --variant factor=VALUE[,factor=VALUE...] (none: the unchanged task)",
-        "VALUE: a number (a fixed multiplier, 'x' below), x:y[:z] (a fixed point), or A / B (a "
-        "fresh value per episode from that range, seeded by the reset seed)",
+        "VALUE: a number (a fixed multiplier, 'x' below, or a count), x:y[:z] (a fixed point), "
+        "or A / B (a fresh value per episode from that range, seeded by the reset seed)",
+        f"Atrain / Aheld: A's training / held-out half (even / odd of {SCALE_BINS} equal bins of a "
+        f"multiplier; a {REGION_BINS}-per-axis checkerboard of a region)",
     ]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
@@ -530,11 +706,19 @@ class VariantWrapper(gym.Wrapper):
     def __init__(self, env: gym.Env, variant: Variant):
         super().__init__(env)
         self.variant = variant
-        model = env.unwrapped.model
         self._scales: list[tuple[ScaleFactor, Setting, list[tuple[str, Index, np.ndarray]]]] = []
         self._regions: dict[str, tuple[RegionFactor, Setting]] = {}
+        self._distractors: tuple[DistractorFactor, Setting, np.ndarray] | None = None
         for name, setting in variant.settings:
             factor = FACTORS[variant.task][name]
+            if isinstance(factor, DistractorFactor):
+                ids = add_distractor_bodies(env.unwrapped, factor)
+                self._distractors = (factor, setting, ids)
+        model = env.unwrapped.model  # after any distractor bodies were added
+        for name, setting in variant.settings:
+            factor = FACTORS[variant.task][name]
+            if isinstance(factor, DistractorFactor):
+                continue
             if isinstance(factor, ScaleFactor):
                 nominal = [(f, i, getattr(model, f)[i].copy()) for f, i in factor.targets(model)]
                 self._scales.append((factor, setting, nominal))
@@ -556,12 +740,19 @@ class VariantWrapper(gym.Wrapper):
         if self._regions:
             values.update(_PLACE[self.variant.task](self.env.unwrapped, self._points()))
             obs = self.env.unwrapped._get_obs()
+        if self._distractors is not None:
+            factor, setting, ids = self._distractors
+            count = factor.draw(self._rng, setting) if isinstance(setting, str) else int(setting)
+            values[factor.name] = place_distractors(
+                self.env.unwrapped, self.variant.task, factor, ids, count, self._rng
+            )
         return obs, {**info, "variant": values}
 
     def _draw_scale(self, factor: ScaleFactor, setting: Setting) -> float:
         if isinstance(setting, str):
-            lo, hi = factor.a if setting == "A" else factor.b
-            return float(self._rng.uniform(lo, hi))
+            return factor.draw(self._rng, setting)
+        if isinstance(setting, Span):
+            return float(self._rng.uniform(setting.lo, setting.hi))
         return float(setting)
 
     def _points(self) -> dict[str, tuple[Callable[[], np.ndarray], bool]]:
@@ -658,3 +849,127 @@ _PLACE: dict[str, Callable[[Any, Points], dict[str, list[float]]]] = {
     "fetch_push": _place_fetch,
     "fetch_reach": _place_fetch,
 }
+
+
+# --- distractor bodies ------------------------------------------------------------------------
+
+_PARKED = np.array([10.0, 10.0, -1.0])  # where unused distractors wait, far from everything
+_MODEL_CACHE = "pmbrl_variant_models"  # directory (under the system temp dir) of derived XMLs
+
+
+def add_distractor_bodies(u: Any, factor: DistractorFactor) -> np.ndarray:
+    """Rebuild the env's model with `MAX_DISTRACTORS` static boxes and swap it in; their body ids.
+
+    The boxes are world bodies without joints (so qpos, qvel and the observation keep their
+    sizes), parked at `_PARKED` until `place_distractors` moves them. The new model is compiled
+    from an XML file written once per content (SHA-256 name) under the system temp directory,
+    and `u.fullpath` points to it, so whatever rebuilds the model from the env's file (the
+    oracle's sensor model) gets the same bodies. The env's MjData is replaced by one of the new
+    model holding the same state; Fetch's name tables and the renderer follow.
+    """
+    import hashlib
+    import os
+    import tempfile
+
+    spec = mujoco.MjSpec.from_file(u.fullpath)
+    folder = os.path.dirname(u.fullpath)
+    for attr in ("meshdir", "texturedir"):  # asset paths stay valid from the new file's place
+        rel = getattr(spec, attr)
+        if rel and not os.path.isabs(rel):
+            setattr(spec, attr, os.path.normpath(os.path.join(folder, rel)))
+    for i in range(MAX_DISTRACTORS):
+        body = spec.worldbody.add_body(name=f"distractor{i}", pos=_PARKED + [i, 0, 0])
+        body.add_geom(
+            name=f"distractor{i}",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=list(factor.half),
+            rgba=[0.45, 0.45, 0.5, 1.0],
+        )
+    spec.compile()
+    xml = spec.to_xml()
+    cache = os.path.join(tempfile.gettempdir(), _MODEL_CACHE)
+    os.makedirs(cache, exist_ok=True)
+    digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
+    path = os.path.join(cache, f"{os.path.basename(u.fullpath)[:-4]}_{digest}.xml")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(xml)
+        os.replace(tmp, path)  # atomic: concurrent builders write the same bytes
+    old_model, old_data = u.model, u.data
+    model = mujoco.MjModel.from_xml_path(path)
+    if (model.nq, model.nv, model.nu, model.nmocap) != (
+        old_model.nq,
+        old_model.nv,
+        old_model.nu,
+        old_model.nmocap,
+    ):
+        raise RuntimeError("adding distractor bodies changed the model's state size")
+    model.vis.global_.offwidth = old_model.vis.global_.offwidth
+    model.vis.global_.offheight = old_model.vis.global_.offheight
+    data = mujoco.MjData(model)
+    for field in ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat"):
+        getattr(data, field)[:] = getattr(old_data, field)
+    data.time = old_data.time
+    mujoco.mj_forward(model, data)
+    u.model, u.data, u.fullpath = model, data, path
+    if hasattr(u, "_model_names"):  # gymnasium-robotics' name tables
+        u._model_names = u._utils.MujocoModelNames(model)
+    renderer = getattr(u, "mujoco_renderer", None)
+    if renderer is not None:
+        renderer.model, renderer.data = model, data
+    return np.array([model.body(f"distractor{i}").id for i in range(MAX_DISTRACTORS)])
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance from point p to the segment a-b (2-d)."""
+    ab = b - a
+    t = np.clip(np.dot(p - a, ab) / max(float(np.dot(ab, ab)), 1e-12), 0.0, 1.0)
+    return float(np.linalg.norm(p - (a + t * ab)))
+
+
+def _anchors(u: Any, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World (x, y) of the object, the goal and the arm at the episode's start."""
+    if task == "pusher":
+        return tuple(u.data.body(b).xpos[:2].copy() for b in ("object", "goal", "tips_arm"))
+    return (
+        u.data.body("object0").xpos[:2].copy(),
+        np.asarray(u.goal[:2], np.float64),
+        np.asarray(u.initial_gripper_xpos[:2], np.float64),
+    )
+
+
+def place_distractors(
+    u: Any,
+    task: str,
+    factor: DistractorFactor,
+    ids: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+) -> list[list[float]]:
+    """Put `count` distractors on the table (the rest parked) and return their world (x, y).
+
+    Each is drawn uniformly in `factor.region` until it is at least `factor.gap` from the
+    object, the goal, the arm's start, the object-goal segment and the ones placed before it.
+    """
+    obj, goal, arm = _anchors(u, task)
+    lo, hi = np.asarray(factor.region[0]), np.asarray(factor.region[1])
+    placed: list[np.ndarray] = []
+    for _ in range(count):
+        for _ in range(_MAX_TRIES):
+            p = rng.uniform(lo, hi)
+            near = [obj, goal, arm, *placed]
+            if min(float(np.linalg.norm(p - q)) for q in near) >= factor.gap and (
+                _segment_distance(p, obj, goal) >= factor.gap
+            ):
+                placed.append(p)
+                break
+        else:
+            raise RuntimeError(f"variant {factor.name}: no free place on the table")
+    for i, body in enumerate(ids):
+        if i < count:
+            u.model.body_pos[body] = [placed[i][0], placed[i][1], factor.height]
+        else:
+            u.model.body_pos[body] = _PARKED + [i, 0, 0]
+    mujoco.mj_forward(u.model, u.data)
+    return [p.tolist() for p in placed]

@@ -10,6 +10,7 @@ import pytest
 from prototypes.envs import make
 from prototypes.envs.variants import (
     FACTORS,
+    DistractorFactor,
     ScaleFactor,
     Variant,
     VariantWrapper,
@@ -29,7 +30,10 @@ def _disjoint_boxes(a, b) -> bool:
 @pytest.mark.parametrize("task, name", FACTOR_CASES)
 def test_ranges_a_and_b_are_disjoint_and_allowed(task, name):
     f = FACTORS[task][name]
-    if isinstance(f, ScaleFactor):
+    if isinstance(f, DistractorFactor):
+        assert f.a == (0, 0) and 1 <= f.b[0] <= f.b[1]  # trained without, tested with some
+        f.check(f.b[1])
+    elif isinstance(f, ScaleFactor):
         assert f.a[0] < f.a[1] < f.b[0] < f.b[1]  # B lies above A, with a gap
         assert f.a[0] > 0
         f.check(f.a[0])
@@ -200,7 +204,8 @@ def test_same_seed_same_values_different_seed_different():
 
 @pytest.mark.parametrize("box", ["A", "B"])
 def test_sampled_values_lie_in_their_range(box):
-    env = make("pusher", variant=",".join(f"{n}={box}" for n in FACTORS["pusher"]))
+    names = [n for n, f in FACTORS["pusher"].items() if not isinstance(f, DistractorFactor)]
+    env = make("pusher", variant=",".join(f"{n}={box}" for n in names))  # distractors: below
     for seed in range(20):
         values = env.reset(seed=seed)[1]["variant"]
         for name, value in values.items():

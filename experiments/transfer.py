@@ -1,0 +1,641 @@
+"""The zero-shot transfer suite: learn a world model on one range of a task, plan on another.
+
+    python experiments/transfer.py --env pusher --models ensemble,oracle --factors mass
+    python experiments/transfer.py --env fetch_push --models ensemble,structured,oracle \\
+        --factors goal,start,distractors --seeds 3
+    python experiments/transfer.py --env pusher --factors mass --context given   # CARL-style
+    python experiments/transfer.py ... --resume          # finish an interrupted suite
+
+For each learned model (`--models`, registry kinds; `oracle` is the true simulator) and each
+seed (0 .. --seeds - 1), the model is trained once, online with its planner exactly as
+experiments/pets.py trains it (the same episode schedule, experiments/mpc_episodes.py: random
+episodes, then refit after every episode and plan; the model is refit after the last one too),
+on the training distribution: every factor of `--factors` drawn from its training half of range
+A ("Atrain"). Then, with no further training, it plans on each condition:
+
+- train:      every factor in Atrain (the distribution it learned on);
+- <f>:held:   factor f from "Aheld", the held-out half of range A, the others in Atrain;
+- <f>:test:   factor f from the disjoint test range B (or the range `--factors f=lo~hi` gives),
+              the others in Atrain.
+
+Held-out values inside A (prototypes/envs/variants.py): range A of a multiplier is cut into 8
+equal bins; training draws only from the even bins, "held" only from the odd ones, so every
+held-out value lies inside A's span but in a bin that no training episode drew from
+(interpolation). A region's A box is cut into 4 bins per axis and coloured as a checkerboard:
+training cells have an even sum of bin indices, held-out cells an odd one. Distractors have no
+held-out condition (A is the single count 0: trained without any).
+
+Fixed evaluation episodes: episode i of every condition resets with seed
+`episode_seed(EVAL_SEED, i)`, for every model, every training seed and the oracle, and a
+variant's values are drawn from the reset seed, so all of them face the same start states, goals
+and drawn factor values (the per-episode records carry the values, so this is checked, see
+tests/experiments/test_transfer.py). The planner's key of episode i of a condition depends on
+(seed, condition, i) only, the same for every model. The oracle needs no training: per seed it
+plans on each condition's live physics (one particle: it is deterministic).
+
+Context (`--context`): hidden (pure zero-shot: the observation is the task's own) or given (the
+factors' values appended to the observation as constant features, CARL-style, in training and
+evaluation; prototypes/envs/context.py). The oracle always plans on the true physics.
+
+Output in the run directory (default runs/transfer_<env>_<context>):
+- metrics.jsonl: one line per evaluation episode (model, seed, condition, episode, reset seed,
+  return, for Fetch success and final distance, and the variant values drawn);
+- train/<model>_seed<S>/: the training run of each learned model (pets-like run directory with
+  its checkpoint: the trained model, reused by every condition and by --resume, never retrained);
+- table.md (also printed) and summary.csv: per model x condition the mean over seeds of the
+  per-seed mean return (Pusher, Reacher) or success rate (Fetch) over the evaluation episodes,
+  with a percentile-bootstrap 95% interval over seeds, and the transfer ratio per factor;
+- per_seed.csv (and, with --results, experiments/results/transfer_<env>_<context>.csv);
+- plots/transfer.png: the table as grouped bars with the intervals.
+
+Transfer ratio: test / train for success rates. For returns, which are negative costs here, it
+is train / test (cost at train over cost at test), so that in both cases 1 means nothing was
+lost and 0.8 means 80% of the in-range performance was kept. `--resume` recomputes nothing
+that finished: finished trainings are loaded from their checkpoints (an interrupted one
+continues from its last episode), and finished evaluation episodes are read from metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import numpy as np
+
+from experiments.cli import CommandLine, Layer, progress_bar
+from experiments.mpc_episodes import Episode, run_mpc_episodes, uniform_act
+from experiments.pets import LAYERS as PETS_LAYERS
+from experiments.pets import planning_reward
+from prototypes.agents import episode as episode_lib
+from prototypes.agents.mpc import MPCAgent, MPCState, make_mpc_agent, planning_act
+from prototypes.config import arg, check, to_dict
+from prototypes.data.runs import RunDir, episode_seed, has_checkpoint, open_run
+from prototypes.data.stats import bootstrap_ci
+from prototypes.envs import ALL_TASKS, FETCH_TASKS, fetch, get_spec, make
+from prototypes.envs.context import ContextObservation, context_width, with_context
+from prototypes.envs.costs import push_entities
+from prototypes.envs.registry import EnvSpec
+from prototypes.envs.variants import (
+    FACTORS,
+    DistractorFactor,
+    Span,
+    Variant,
+    parse_variant,
+)
+from prototypes.models.base import TrainingDivergedError
+from prototypes.models.ensemble import EnsembleConfig
+from prototypes.models.registry import OracleConfig, check_model, get_model_kind, make_model
+from prototypes.models.structured import StructuredConfig
+from prototypes.planning import PlannerConfig, make_planner
+
+EVAL_SEED = 900_001  # evaluation episode i resets with episode_seed(EVAL_SEED, i)
+EVAL_TAG = 0x65766C  # folds the run key into the evaluation stream ("evl")
+TRAIN = "train"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    env: str = arg("pusher", "task: reacher, pusher, fetch_reach or fetch_push")
+    models: str = arg(
+        "ensemble,oracle",
+        "world models, comma-separated registry kinds (ensemble, structured, oracle: the true "
+        "simulator on the same episodes)",
+    )
+    factors: str = arg(
+        "mass",
+        "variant factors, comma-separated; f=lo~hi replaces a multiplier's test range B "
+        "(e.g. mass=0.25~0.4); --factors help lists them",
+    )
+    context: Literal["hidden", "given"] = arg(
+        "hidden",
+        "hidden: the model never sees the factors' values (zero-shot); given: they are appended "
+        "to its observation (CARL)",
+    )
+    seeds: int = arg(3, "training seeds 0 .. seeds-1 (intervals are over seeds)")
+    train_episodes: int = arg(100, "training episodes per learned model and seed, random included")
+    random_episodes: int = arg(1, "random-action episodes before planning starts in training")
+    eval_episodes: int = arg(50, "evaluation episodes per condition (the same for every model)")
+    reward: Literal["task", "dense", "sparse", "shaped"] = arg(
+        "task", "reward the planner maximises (as in pets.py; the table reports the env's own)"
+    )
+    results: bool = arg(
+        False, "also write the per-seed CSV to experiments/results/transfer_<env>_<context>.csv"
+    )
+    planner: PlannerConfig = arg(PlannerConfig(), "planner (the oracle plans with 1 particle)")
+    ensemble: EnsembleConfig = arg(EnsembleConfig(), "the flat ensemble (--models ensemble)")
+    structured: StructuredConfig = arg(StructuredConfig(), "the structured model")
+    oracle: OracleConfig = arg(OracleConfig(), "the true simulator")
+
+    def __post_init__(self) -> None:
+        check(
+            self.env in ALL_TASKS,
+            f"unknown env {self.env!r}: choose from {', '.join(sorted(ALL_TASKS))}",
+        )
+        check(
+            self.env in FETCH_TASKS or self.reward in ("task", "shaped"),
+            f"reward {self.reward!r} is for the Fetch tasks; {self.env} takes task or shaped",
+        )
+        if self.reward == "shaped" and self.env not in FETCH_TASKS:
+            try:
+                push_entities(get_spec(self.env).layout)
+            except ValueError as e:
+                check(False, f"reward 'shaped' on {self.env}: {e}")
+        kinds = self.model_list
+        check(bool(kinds), "models is empty: name at least one model kind")
+        check(len(set(kinds)) == len(kinds), f"models {self.models!r} names a kind twice")
+        for kind in kinds:
+            check_model(kind, self.model_config(kind), self.env)
+        factor_tests(self.env, self.factors)  # one line naming a bad factor or range
+        check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        check(self.train_episodes >= 1, f"train_episodes must be >= 1, got {self.train_episodes}")
+        check(
+            1 <= self.random_episodes <= self.train_episodes,
+            f"random_episodes must be in [1, train_episodes={self.train_episodes}], got "
+            f"{self.random_episodes}",
+        )
+        check(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
+
+    @property
+    def model_list(self) -> list[str]:
+        return [k.strip() for k in self.models.split(",") if k.strip()]
+
+    def model_config(self, kind: str) -> Any:
+        """The config of model kind `kind`: this suite's field for it, or the kind's defaults."""
+        own = {"ensemble": self.ensemble, "structured": self.structured, "oracle": self.oracle}
+        if kind in own:
+            return own[kind]
+        try:
+            return get_model_kind(kind).config()
+        except ValueError as e:
+            check(False, str(e))
+
+
+def factor_tests(task: str, text: str) -> dict[str, str]:
+    """{factor: its test setting} from `--factors` ("mass,goal" or "mass=0.25~0.4,goal").
+
+    The test setting is "B" unless given. Raises `ConfigError` (one line) for an unknown
+    factor, a repeated one, or a bad range (empty, inverted, outside the physical range).
+    """
+    if task not in FACTORS:
+        check(False, f"env {task!r} has no variant factors: choose from {', '.join(FACTORS)}")
+    out: dict[str, str] = {}
+    for part in [p.strip() for p in text.split(",")]:
+        check(bool(part), f"factors {text!r} has an empty item: name factors of {task}")
+        name, eq, spec = part.partition("=")
+        name = name.strip()
+        check(
+            name in FACTORS[task],
+            f"unknown variant factor {name!r} for {task}: choose from {', '.join(FACTORS[task])}",
+        )
+        check(name not in out, f"factor {name!r} is given twice in {text!r}")
+        spec = spec.strip() if eq else "B"
+        setting = dict(parse_variant(task, f"{name}={spec}").settings)[name]
+        check(
+            setting in ("B",) or isinstance(setting, Span),
+            f"factor {part!r}: a test range is lo~hi (a multiplier's own range) or B",
+        )
+        out[name] = str(setting)
+    return out
+
+
+# --- conditions ---------------------------------------------------------------------------------
+
+
+def conditions(cfg: TransferConfig) -> dict[str, Variant]:
+    """{condition name: its variant}, in table order: train, then per factor held and test."""
+    tests = factor_tests(cfg.env, cfg.factors)
+    base = {name: "Atrain" for name in tests}
+
+    def variant(**changed: str) -> Variant:
+        text = ",".join(f"{k}={v}" for k, v in {**base, **changed}.items())
+        return parse_variant(cfg.env, text)
+
+    out = {TRAIN: variant()}
+    for name, test in tests.items():
+        if not isinstance(FACTORS[cfg.env][name], DistractorFactor):
+            out[f"{name}:held"] = variant(**{name: "Aheld"})
+        out[f"{name}:test"] = variant(**{name: test})
+    return out
+
+
+def make_env(cfg: TransferConfig, variant: Variant, context: bool) -> Any:
+    """The env of one condition, with the context features appended if `context`."""
+    env = make(cfg.env, variant=variant)
+    return ContextObservation(env, variant) if context else env
+
+
+class RecordReset:
+    """Wraps an env to keep the info dict of its last reset (the drawn variant values)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env, self.info = env, {}
+
+    def reset(self, **kw: Any):
+        obs, self.info = self.env.reset(**kw)
+        return obs, self.info
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def planning_spec(cfg: TransferConfig, width: int) -> EnvSpec:
+    """The spec a learned model and its planner see: the planner's reward, context appended."""
+    task = get_spec(cfg.env)
+    spec = dataclasses.replace(task, reward_fn=planning_reward(cfg, task))
+    return with_context(spec, width)
+
+
+def train_model(
+    cfg: TransferConfig, run: RunDir, kind: str, agent: MPCAgent, seed: int, *, progress: bool
+) -> MPCState:
+    """Train (or load, or finish training) model `kind` for `seed` in run/train/<kind>_seed<S>.
+
+    A training whose run directory holds a checkpoint continues from it (a finished one runs no
+    episode and returns the trained state); one that never finished an episode starts over.
+    """
+    path = run.path / "train" / f"{kind}_seed{seed}"
+    sub_cfg = {
+        **to_dict(cfg),
+        "kind": kind,
+        "seed": seed,
+        "variant": str(conditions(cfg)[TRAIN]),
+    }
+    resume = has_checkpoint(path)
+    if not resume and path.exists():
+        shutil.rmtree(path)  # started but no episode finished: nothing to keep
+    sub = open_run(path, sub_cfg, resume=resume, argv=[])
+    try:
+        env = make_env(cfg, conditions(cfg)[TRAIN], cfg.context == "given")
+        low, high = np.asarray(agent.spec.action_low), np.asarray(agent.spec.action_high)
+        T = agent.spec.episode_steps
+
+        def record(ep: Episode) -> dict:
+            return {
+                "episode": ep.index + 1,
+                "env_steps": (ep.index + 1) * T,
+                "return": ep.result.episode_return,
+                "random": ep.random,
+                **ep.fit_metrics,
+            }
+
+        return run_mpc_episodes(
+            agent,
+            env,
+            sub,
+            seed=seed,
+            episodes=cfg.train_episodes,
+            random_episodes=cfg.random_episodes,
+            explore=lambda key: uniform_act(key, low, high, T),
+            fits_after=lambda ep: True,  # the model that is evaluated has seen every episode
+            record=record,
+            resume=resume,
+            progress=progress,
+            desc=f"train {kind} seed {seed}",
+            postfix=lambda ep, line: {"ep": ep.index + 1, "ret": f"{line['return']:.1f}"},
+        )
+    finally:
+        sub.close()
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def eval_key(seed: int, condition: str, episode: int) -> jax.Array:
+    """The planner key of one evaluation episode: the same for every model."""
+    key = jax.random.fold_in(jax.random.key(seed), EVAL_TAG)
+    key = jax.random.fold_in(key, zlib.crc32(condition.encode()) & 0x7FFFFFFF)
+    return jax.random.fold_in(key, episode)
+
+
+def evaluate(
+    cfg: TransferConfig,
+    run: RunDir,
+    kind: str,
+    seed: int,
+    condition: str,
+    agent: MPCAgent,
+    state: MPCState,
+    env: Any,
+    done: set[int],
+    bar: Any,
+) -> None:
+    """Plan the missing evaluation episodes of one (model, seed, condition); log each one."""
+    env = RecordReset(env)
+    for i in range(cfg.eval_episodes):
+        if i in done:
+            continue
+        reset = episode_seed(EVAL_SEED, i)
+        result, _ = episode_lib.drive_episode(
+            env,
+            planning_act(agent, eval_key(seed, condition, i)),
+            state.replace(plan=agent.planner.init()),
+            reset_seed=reset,
+        )
+        line = {
+            "model": kind,
+            "seed": seed,
+            "condition": condition,
+            "episode": i,
+            "reset_seed": reset,
+            "return": result.episode_return,
+            "variant": env.info.get("variant", {}),
+        }
+        if cfg.env in FETCH_TASKS:
+            last = result.transitions.next_obs[-1]
+            layout = fetch.LAYOUTS[cfg.env]
+            line["success"] = float(result.final_info["is_success"])
+            gap = last[layout.achieved] - last[layout.goal]
+            line["final_distance"] = float(np.linalg.norm(gap))
+        run.log(line)
+        bar.update(1)
+        bar.set_postfix(model=kind, seed=seed, cond=condition, ret=f"{result.episode_return:.1f}")
+
+
+def finished(run: RunDir) -> dict[tuple[str, int, str], set[int]]:
+    """{(model, seed, condition): evaluation episodes already in metrics.jsonl}."""
+    out: dict[tuple[str, int, str], set[int]] = {}
+    for r in run.metrics():
+        out.setdefault((r["model"], r["seed"], r["condition"]), set()).add(r["episode"])
+    return out
+
+
+def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
+    """Train, evaluate (what is missing), then write the table, the CSVs and the plot."""
+    conds = conditions(cfg)
+    given = cfg.context == "given"
+    width = context_width(conds[TRAIN]) if given else 0
+    if not resume:
+        run.save_checkpoint({"state": {"evaluated": np.int32(0)}})  # so --resume finds the run
+    done = finished(run)
+    total = len(cfg.model_list) * cfg.seeds * len(conds) * cfg.eval_episodes
+    bar = progress_bar(total, sum(len(v) for v in done.values()), progress, "evaluate", "episode")
+    for kind in cfg.model_list:
+        oracle = get_model_kind(kind).needs_env
+        planner_cfg = dataclasses.replace(cfg.planner, particles=1) if oracle else cfg.planner
+        planner = make_planner(planner_cfg, get_spec(cfg.env))
+        capacity = cfg.train_episodes * get_spec(cfg.env).episode_steps
+        agent = None
+        if not oracle:
+            spec = planning_spec(cfg, width)
+            model = make_model(kind, cfg.model_config(kind), spec)
+            agent = make_mpc_agent(model, make_planner(planner_cfg, spec), spec, capacity)
+        for seed in range(cfg.seeds):
+            todo = [
+                c for c in conds if len(done.get((kind, seed, c), ())) < cfg.eval_episodes
+            ]
+            if not todo:
+                continue
+            if not oracle:
+                state = train_model(cfg, run, kind, agent, seed, progress=progress)
+            for condition in todo:
+                env = make_env(cfg, conds[condition], given and not oracle)
+                if oracle:  # the true simulator of this condition's env
+                    spec = planning_spec(cfg, 0)
+                    model = make_model(kind, cfg.model_config(kind), spec, env)
+                    agent = make_mpc_agent(model, planner, spec, capacity)
+                    state = agent.init(jax.random.key(seed))
+                evaluate(
+                    cfg,
+                    run,
+                    kind,
+                    seed,
+                    condition,
+                    agent,
+                    state,
+                    env,
+                    done.get((kind, seed, condition), set()),
+                    bar,
+                )
+                done[(kind, seed, condition)] = set(range(cfg.eval_episodes))
+                n = sum(len(v) for v in done.values())
+                run.save_checkpoint({"state": {"evaluated": np.int32(n)}})
+    bar.close()
+    report(cfg, run)
+    return run
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def metric_name(env: str) -> str:
+    return "success" if env in FETCH_TASKS else "return"
+
+
+def per_seed_rows(cfg: TransferConfig, records: list[dict]) -> list[dict]:
+    """One row per (model, seed, condition): the mean of the metric over its episodes."""
+    key = metric_name(cfg.env)
+    groups: dict[tuple[str, int, str], list[float]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["seed"], r["condition"]), []).append(float(r[key]))
+    rows = []
+    for kind in cfg.model_list:
+        for seed in range(cfg.seeds):
+            for condition in conditions(cfg):
+                values = groups.get((kind, seed, condition))
+                if values:
+                    rows.append(
+                        {
+                            "env": cfg.env,
+                            "context": cfg.context,
+                            "model": kind,
+                            "seed": seed,
+                            "condition": condition,
+                            "variant": str(conditions(cfg)[condition]),
+                            key: float(np.mean(values)),
+                            "episodes": len(values),
+                        }
+                    )
+    return rows
+
+
+def ratio(train: float, test: float, success: bool) -> float:
+    """Transfer ratio (module docstring): test / train for success, train / test for costs."""
+    if success or train > 0 or test > 0:
+        return test / train if train != 0 else float("nan")
+    return train / test if test != 0 else float("nan")
+
+
+def summarize(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
+    """Per (model, condition): mean over seeds, bootstrap 95% interval, ratio to train."""
+    key = metric_name(cfg.env)
+    success = key == "success"
+    out = []
+    for kind in cfg.model_list:
+        by_cond = {
+            c: np.array([r[key] for r in rows if r["model"] == kind and r["condition"] == c])
+            for c in conditions(cfg)
+        }
+        train = float(np.mean(by_cond[TRAIN])) if len(by_cond[TRAIN]) else float("nan")
+        for c, x in by_cond.items():
+            if not len(x):
+                continue
+            lo, hi = bootstrap_ci(x, np.random.default_rng(0))
+            out.append(
+                {
+                    "model": kind,
+                    "condition": c,
+                    key: float(np.mean(x)),
+                    "ci_low": float(lo),
+                    "ci_high": float(hi),
+                    "seeds": len(x),
+                    "ratio": 1.0 if c == TRAIN else ratio(train, float(np.mean(x)), success),
+                }
+            )
+    return out
+
+
+def format_table(cfg: TransferConfig, summary: list[dict]) -> str:
+    """Markdown: one row per model, one column per condition ("mean [lo, hi] (ratio)")."""
+    key = metric_name(cfg.env)
+    conds = list(conditions(cfg))
+    cell = {(s["model"], s["condition"]): s for s in summary}
+    fmt = "{:.2f}" if key == "success" else "{:.1f}"
+    head = ["model"] + conds
+    lines = [
+        f"{cfg.env}, context {cfg.context}: {key} per condition, mean over {cfg.seeds} seed(s) "
+        f"[bootstrap 95%] (transfer ratio); {cfg.eval_episodes} evaluation episodes each",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for kind in cfg.model_list:
+        cells = [kind + (" (true sim)" if get_model_kind(kind).needs_env else "")]
+        for c in conds:
+            s = cell.get((kind, c))
+            if s is None:
+                cells.append("-")
+                continue
+            text = f"{fmt.format(s[key])} [{fmt.format(s['ci_low'])}, {fmt.format(s['ci_high'])}]"
+            if c != TRAIN:
+                text += f" ({s['ratio']:.2f})"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["model"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def plot(cfg: TransferConfig, run: RunDir, summary: list[dict]) -> Path:
+    """plots/transfer.png: grouped bars (condition x model) with the seeds' intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = metric_name(cfg.env)
+    conds, kinds = list(conditions(cfg)), cfg.model_list
+    cell = {(s["model"], s["condition"]): s for s in summary}
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.2 * len(conds) * len(kinds) / 2), 4.0), dpi=120)
+    width = 0.8 / len(kinds)
+    for j, kind in enumerate(kinds):
+        xs, ys, err = [], [], [[], []]
+        for i, c in enumerate(conds):
+            s = cell.get((kind, c))
+            if s is None:
+                continue
+            xs.append(i + (j - (len(kinds) - 1) / 2) * width)
+            ys.append(s[key])
+            err[0].append(s[key] - s["ci_low"])
+            err[1].append(s["ci_high"] - s[key])
+        ax.bar(xs, ys, width, yerr=err, capsize=3, label=kind)
+    ax.set_xticks(range(len(conds)), conds, rotation=20, fontsize=8)
+    ax.set_ylabel(key)
+    ax.set_title(
+        f"zero-shot transfer on {cfg.env} (context {cfg.context}), {cfg.seeds} seed(s)",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = run.plots_dir / "transfer.png"
+    run.plots_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def report(cfg: TransferConfig, run: RunDir) -> str:
+    """Write table.md, summary.csv, per_seed.csv (and the results CSV) and the plot; print and
+    return the table."""
+    rows = per_seed_rows(cfg, run.metrics())
+    summary = summarize(cfg, rows)
+    table = format_table(cfg, summary)
+    (run.path / "table.md").write_text(table + "\n")
+    _write_csv(run.path / "per_seed.csv", rows)
+    _write_csv(run.path / "summary.csv", summary)
+    if cfg.results:
+        _write_csv(RESULTS / f"transfer_{cfg.env}_{cfg.context}.csv", rows)
+    plot(cfg, run, summary)
+    print(table)
+    return table
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _layers() -> tuple[Layer, ...]:
+    """pets.py's per-task defaults (planner, episodes, reward), renamed to this suite's fields,
+    and its flat-ensemble width."""
+    out = [Layer({"ensemble.hidden_size": 128})]
+    keep = ("planner.", "random_episodes", "reward")
+    for layer in PETS_LAYERS:
+        if set(layer.when) != {"env"}:
+            continue
+        values = {("train_episodes" if k == "episodes" else k): v for k, v in layer.values.items()}
+        values = {k: v for k, v in values.items() if k == "train_episodes" or k.startswith(keep)}
+        out.append(Layer(values, when=layer.when))
+    return tuple(out)
+
+
+COMMAND = CommandLine(
+    prog="transfer.py",
+    description=__doc__,
+    config=TransferConfig,
+    out="runs/transfer_{env}_{context}",
+    layers=_layers(),
+    aliases={
+        "planner.horizon": "horizon",
+        "planner.population": "population",
+        "planner.iterations": "iterations",
+        "planner.particles": "particles",
+    },
+)
+
+
+def main(argv: list[str] | None = None) -> RunDir:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--factors" in argv and argv[argv.index("--factors") + 1 :][:1] == ["help"]:
+        env = COMMAND._selected(argv).get("env") or TransferConfig().env
+        from prototypes.envs.variants import describe_variants
+
+        try:
+            print(describe_variants(env))
+        except ValueError as e:
+            import argparse
+
+            argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
+        sys.exit(0)
+    return COMMAND.run(argv, run_suite, fatal=(TrainingDivergedError,))
+
+
+if __name__ == "__main__":
+    main()
