@@ -390,9 +390,7 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
             model = make_model(kind, cfg.model_config(kind), spec)
             agent = make_mpc_agent(model, make_planner(planner_cfg, spec), spec, capacity)
         for seed in range(cfg.seeds):
-            todo = [
-                c for c in conds if len(done.get((kind, seed, c), ())) < cfg.eval_episodes
-            ]
+            todo = [c for c in conds if len(done.get((kind, seed, c), ())) < cfg.eval_episodes]
             if not todo:
                 continue
             if not oracle:

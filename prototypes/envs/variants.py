@@ -206,9 +206,7 @@ class RegionFactor:
         lo, hi = self.b if box == "B" else self.a
         for _ in range(_MAX_TRIES):
             point = rng.uniform(lo, hi)
-            if box in ("Atrain", "Aheld") and region_cell_parity(point, self.a) != (
-                box == "Aheld"
-            ):
+            if box in ("Atrain", "Aheld") and region_cell_parity(point, self.a) != (box == "Aheld"):
                 continue
             if self.accept is None or self.accept(point):
                 return point
@@ -668,9 +666,7 @@ def describe_variants(task: str) -> str:
         if isinstance(f, ScaleFactor):
             rows.append((f.name, f"x {f.changes}", _fmt_range(f.a), _fmt_range(f.b), f.allowed))
         elif isinstance(f, DistractorFactor):
-            rows.append(
-                (f.name, f"count of {f.changes}", "0", f"{f.b[0]}..{f.b[1]}", f.allowed)
-            )
+            rows.append((f.name, f"count of {f.changes}", "0", f"{f.b[0]}..{f.b[1]}", f.allowed))
         else:
             rule = f"; draws {f.rule}" if f.rule else ""
             rows.append(
@@ -884,6 +880,8 @@ def add_distractor_bodies(u: Any, factor: DistractorFactor) -> np.ndarray:
             type=mujoco.mjtGeom.mjGEOM_BOX,
             size=list(factor.half),
             rgba=[0.45, 0.45, 0.5, 1.0],
+            contype=1,  # collides with the arm and the object (Pusher's default geom does not)
+            conaffinity=1,
         )
     spec.compile()
     xml = spec.to_xml()
