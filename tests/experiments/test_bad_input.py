@@ -102,6 +102,18 @@ CASES = {
     "shell": [
         (("--seed", "x"), "invalid int value: 'x'"),
     ],
+    "transfer": [
+        (UNWRITABLE, "cannot create run directory"),
+        (("--eval-episodes", "many"), "invalid int value: 'many'"),
+        (("--eval-episodes", "0"), "eval_episodes must be >= 1, got 0"),
+        (("--env", "cartpole"), "unknown env 'cartpole'"),
+        (("--models", "ensemble,banana"), "unknown model 'banana'"),
+        (("--factors", "colour"), "unknown variant factor 'colour' for pusher"),
+        (("--factors", "mass=1~1"), "variant mass=1.0~1.0 is an empty range"),
+        (("--factors", "mass=2~1"), "variant mass=2.0~1.0 is an inverted range"),
+        (("--factors", "mass=-1~2"), "variant mass=-1.0 is outside its physical range"),
+        (("--factors", "size=-0.5~1"), "variant size=-0.5 is outside its physical range"),
+    ],
     "convert_checkpoint": [
         (("{tmp}/no_run",), "no pickle checkpoint at {tmp}/no_run/checkpoints/latest.pkl"),
     ],
