@@ -28,8 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.cli import progress_bar
-from prototypes.agents.episode import ActFn, EpisodeResult, drive_episode
-from prototypes.agents.mpc import MPCAgent, MPCState, planning_act
+from prototypes.agents.episode import (
+    ActFn,
+    EpisodeResult,
+    drive_episode,
+    drive_episodes,
+    make_vector_env,
+)
+from prototypes.agents.mpc import (
+    MPCAgent,
+    MPCState,
+    batch_plan_state,
+    planning_act,
+    planning_act_batch,
+)
 from prototypes.data import replay
 from prototypes.data.runs import RunDir, episode_seed
 from prototypes.envs.fetch import DISTANCE_THRESHOLD, FetchLayout
@@ -40,6 +52,7 @@ __all__ = [
     "uniform_act",
     "codebook_act",
     "run_mpc_episodes",
+    "run_batched_episodes",
     "SUCCESS_WINDOW",
     "goal_metrics",
     "plot_goal_curves",
@@ -100,6 +113,8 @@ def run_mpc_episodes(
     desc: str,
     postfix: Callable[[Episode, dict], dict],
     after: Callable[[Episode], None] | None = None,
+    num_envs: int = 1,
+    make_env: Callable[[], gym.Env] | None = None,
 ) -> MPCState:
     """Run (or, with `resume`, finish) the episodes of one planning experiment.
 
@@ -117,10 +132,33 @@ def run_mpc_episodes(
         progress, desc: show a progress bar over env steps, with this title.
         postfix: what the bar shows after an episode, from the episode and its metrics line.
         after: called after each episode is logged and checkpointed (plots).
+        num_envs: B > 1 acts B episodes at once in a vector env of `make_env()` copies, planning
+            for all of them in one batched call (`run_batched_episodes`); 1 is the loop below.
+        make_env: builds one env of the task (needed when num_envs > 1).
 
     Returns:
         The agent state after the last episode.
     """
+    if num_envs > 1:
+        if make_env is None:
+            raise ValueError("num_envs > 1 needs make_env, to build the vector env")
+        return run_batched_episodes(
+            agent,
+            make_env,
+            num_envs,
+            run,
+            seed=seed,
+            episodes=episodes,
+            random_episodes=random_episodes,
+            explore=explore,
+            fits_after=fits_after,
+            record=record,
+            resume=resume,
+            progress=progress,
+            desc=desc,
+            postfix=postfix,
+            after=after,
+        )
     run_key = jax.random.key(seed)
     state = agent.init(jax.random.fold_in(run_key, 0))
     if resume:
@@ -162,6 +200,121 @@ def run_mpc_episodes(
             after(episode)
         bar.set_postfix(**postfix(episode, line))
     bar.close()
+    return state
+
+
+def run_batched_episodes(
+    agent: MPCAgent,
+    make_env: Callable[[], gym.Env],
+    num_envs: int,
+    run: RunDir,
+    *,
+    seed: int,
+    episodes: int,
+    random_episodes: int,
+    explore: Callable[[PRNGKey], ActFn],
+    fits_after: Callable[[int], bool],
+    record: Callable[[Episode], dict],
+    resume: bool,
+    progress: bool,
+    desc: str,
+    postfix: Callable[[Episode, dict], dict],
+    after: Callable[[Episode], None] | None = None,
+) -> MPCState:
+    """`run_mpc_episodes` with B = `num_envs` episodes acted at once (same arguments).
+
+    Episodes go in rounds of B (the last round may be smaller): episode i keeps its reset seed
+    and acting key, every planning episode of a round plans with the same model state in one
+    batched call (`MPCAgent.act_batch`; exploring episodes act with `explore`), then all of the
+    round's transitions join the buffer in episode order and the model is refit once, if
+    `fits_after` says so for the round's last episode. So a round of B acts like B episodes
+    run one after another without a refit between them. Metrics get one line per episode, in
+    order; the round's acting time is split evenly over its episodes and the fit time goes to
+    its last one. A checkpoint is written after each round (the planner's warm start stored
+    unbatched), so a resumed run restarts at the round boundary it stopped after.
+    """
+    run_key = jax.random.key(seed)
+    state = agent.init(jax.random.fold_in(run_key, 0))
+    if resume:
+        state = run.load_state(like=state)
+        run.truncate_metrics(int(state.episode))
+    start, T = int(state.episode), agent.spec.episode_steps
+    bar = progress_bar(episodes * T, start * T, progress, desc=desc)
+    vector_envs: dict[int, gym.vector.VectorEnv] = {}
+    for first in range(start, episodes, num_envs):
+        eps = list(range(first, min(first + num_envs, episodes)))
+        b = len(eps)
+        if b not in vector_envs:
+            vector_envs[b] = make_vector_env(make_env, b)
+        keys = [jax.random.split(jax.random.fold_in(run_key, ep + 1)) for ep in eps]
+        key_act, key_fit = [k[0] for k in keys], [k[1] for k in keys]
+        randoms = [ep < random_episodes for ep in eps]
+        explorers = [explore(key_act[i]) if randoms[i] else None for i in range(b)]
+        planned = None if all(randoms) else planning_act_batch(agent, key_act)
+
+        def act(state: MPCState, t: int, obs: np.ndarray, planned=planned, explorers=explorers):
+            actions = None
+            if planned is not None:
+                actions, state = planned(state, t, obs)
+                actions = np.array(actions)
+            rows = [
+                None if e is None else np.asarray(e(None, t, obs[i])[0])
+                for i, e in enumerate(explorers)
+            ]
+            if actions is None:
+                return np.stack(rows), state
+            for i, row in enumerate(rows):
+                if row is not None:
+                    actions[i] = row
+            return actions, state
+
+        def on_step(n: int, reward: float, seen: list = [0]) -> None:  # noqa: B006 (per round)
+            bar.update(n - seen[0])
+            seen[0] = n
+
+        t0 = time.perf_counter()
+        state = state.replace(plan=batch_plan_state(agent, b))
+        results, state = drive_episodes(
+            vector_envs[b], act, state, [episode_seed(seed, ep) for ep in eps], on_step=on_step
+        )
+        state = state.replace(plan=agent.planner.init())
+        t_act = (time.perf_counter() - t0) / b
+        for result in results:
+            state = state.replace(
+                buffer=replay.add(state.buffer, jax.tree.map(jnp.asarray, result.transitions))
+            )
+        fit_metrics: dict = {}
+        t1 = time.perf_counter()
+        if fits_after(eps[-1]):
+            state, fit_metrics = agent.update(state, key_fit[-1])
+        t_fit = time.perf_counter() - t1
+        episodes_done = []
+        for i, (ep, result) in enumerate(zip(eps, results, strict=True)):
+            last = i == b - 1
+            episode = Episode(
+                ep, randoms[i], result, fit_metrics if last else {}, t_act, t_fit if last else 0.0
+            )
+            line = record(episode)
+            run.log(line)
+            run.log_perf(
+                {
+                    "episode": ep + 1,
+                    "act_seconds": t_act,
+                    "fit_seconds": episode.fit_seconds,
+                    "seconds_per_step": t_act / result.steps,
+                    "num_envs": b,
+                }
+            )
+            episodes_done.append((episode, line))
+        state = state.replace(episode=jnp.int32(eps[-1] + 1))
+        run.save_checkpoint({"state": state})
+        for episode, line in episodes_done:
+            if after is not None:
+                after(episode)
+            bar.set_postfix(**postfix(episode, line))
+    bar.close()
+    for envs in vector_envs.values():
+        envs.close()
     return state
 
 

@@ -80,6 +80,11 @@ class PETSConfig:
         "layout (fetch_push, pusher; on fetch_reach it is dense). The run records the env's "
         "own return and success whatever the planner maximises",
     )
+    num_envs: int = arg(
+        1,
+        "environments acted at once: B episodes per round, planned in one batched call with "
+        "one model, refit once per round (learned models only; see experiments/mpc_episodes.py)",
+    )
     model_kind: str = arg("ensemble", "world model kind (listed below)")
     model: Any = arg(EnsembleConfig(), "the world model's config (its kind's config class)")
     planner: PlannerConfig = arg(PlannerConfig(), "planner")
@@ -101,6 +106,12 @@ class PETSConfig:
         parse_variant(self.env, self.variant)  # one line naming a bad factor or value
         check_model(self.model_kind, self.model, self.env)
         check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        check(self.num_envs >= 1, f"num_envs must be >= 1, got {self.num_envs}")
+        check(
+            self.num_envs == 1 or not get_model_kind(self.model_kind).needs_env,
+            f"num_envs {self.num_envs}: model {self.model_kind!r} reads one live env, so it "
+            "plans one env at a time (num_envs 1)",
+        )
         check(
             0 <= self.random_episodes <= self.episodes,
             f"random_episodes must be in [0, episodes={self.episodes}], got {self.random_episodes}",
@@ -258,6 +269,8 @@ def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) 
             "fit_s": f"{ep.fit_seconds:.1f}",
         },
         after=after,
+        num_envs=cfg.num_envs,
+        make_env=lambda: make(cfg.env, variant=cfg.variant),
     )
     return run
 

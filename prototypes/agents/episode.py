@@ -13,6 +13,11 @@ explicit argument and result, never carried out of a callback:
 transition (unbatched NumPy leaves): an agent that learns per step (MBPO) trains there. An
 experiment keeps only its schedule (which episodes are random, when the model is refit) and what
 it records. `run_episode` is the stateless form, for a policy `(obs, t) -> action`.
+
+`drive_episodes` runs B episodes side by side in a gymnasium vector env (one per sub-env, each
+with its own reset seed): `act(state, t, obs [B, O]) -> (actions [B, A], state)` is called once
+per step for all of them, so a batched planner serves B environments in one call. Each episode
+is the same as `drive_episode` would give for that reset seed and the same actions.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from prototypes.types import Transition
 
-__all__ = ["EpisodeResult", "drive_episode", "run_episode"]
+__all__ = ["EpisodeResult", "drive_episode", "drive_episodes", "make_vector_env", "run_episode"]
 
 S = TypeVar("S")
 ActFn = Callable[[S, int, np.ndarray], tuple[np.ndarray, S]]  # (state, t, obs) -> (action, state)
@@ -122,3 +127,102 @@ def run_episode(
         env, lambda state, t, obs: (policy(obs, t), state), None, reset_seed, on_step=on_step
     )
     return result
+
+
+def _row_info(infos: dict, i: int) -> dict:
+    """Sub-env i's info dict from a vector env's batched one (keys "_k" mark which rows have k)."""
+    out = {}
+    for k, v in infos.items():
+        if k.startswith("_") or not infos.get("_" + k, np.ones(i + 1, bool))[i]:
+            continue
+        out[k] = _row_info(v, i) if isinstance(v, dict) else v[i]
+    return out
+
+
+def make_vector_env(make_one: Callable[[], gym.Env], num_envs: int) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `make_one()` stepped in this process, without autoreset (an episode's
+    end is the driver's business: `drive_episodes` resets with explicit seeds)."""
+    return gym.vector.SyncVectorEnv(
+        [make_one] * num_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED
+    )
+
+
+def drive_episodes(
+    envs: gym.vector.VectorEnv,
+    act: Callable[[S, int, np.ndarray], tuple[np.ndarray, S]],
+    state: S,
+    reset_seeds: list[int],
+    *,
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[list[EpisodeResult], S]:
+    """Run one episode in each of the vector env's B sub-envs, acting for all B in one call.
+
+    Args:
+        envs: a vector env without autoreset (`make_vector_env`).
+        act: (state, t, obs [B, ...]) -> (actions [B, A], state), called before every step. After
+            an episode has ended its row keeps being computed (the batch has a fixed shape) and
+            ignored: its env is not stepped again.
+        state: the agent state at the start.
+        reset_seeds: B reset seeds, one per sub-env.
+        on_step: (steps so far, summed over the running episodes; summed reward) after every step.
+
+    Returns:
+        The B episodes (as `drive_episode` returns them), and the state after the last step.
+
+    Raises:
+        ValueError: `reset_seeds` does not have one seed per sub-env.
+        FloatingPointError: `act` produced a non-finite action for a running episode.
+    """
+    B = envs.num_envs
+    if len(reset_seeds) != B:
+        raise ValueError(
+            f"drive_episodes needs {B} reset seeds (one per env), got {len(reset_seeds)}"
+        )
+    obs, _ = envs.reset(seed=list(reset_seeds))
+    rows: list[dict[str, list]] = [
+        {k: [] for k in ("obs", "action", "reward", "next_obs", "done")} for _ in range(B)
+    ]
+    running = np.ones(B, bool)
+    totals, last_info = np.zeros(B), [dict() for _ in range(B)]
+    t = 0
+    while running.any():
+        actions, state = act(state, t, obs)
+        actions = np.asarray(actions, np.float32)
+        bad = running & ~np.all(np.isfinite(actions.reshape(B, -1)), axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise FloatingPointError(
+                f"the policy produced a non-finite action {actions[i]} at step {t} of env {i}"
+            )
+        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+        for i in np.flatnonzero(running):
+            values = (obs[i], actions[i], rewards[i], next_obs[i], terminated[i])
+            for k, v in zip(rows[i], values, strict=True):
+                rows[i][k].append(v)
+            totals[i] += float(rewards[i])
+            if terminated[i] or truncated[i]:
+                running[i] = False
+                last_info[i] = _row_info(infos, i)
+        t += 1
+        if on_step is not None:
+            on_step(sum(len(r["obs"]) for r in rows), float(np.sum(rewards)))
+        obs = next_obs
+    results = []
+    for i in range(B):
+        r = rows[i]
+        tr = Transition(
+            obs=np.asarray(r["obs"], np.float32),
+            action=np.asarray(r["action"], np.float32),
+            reward=np.asarray(r["reward"], np.float32),
+            next_obs=np.asarray(r["next_obs"], np.float32),
+            done=np.asarray(r["done"], bool),
+        )
+        results.append(
+            EpisodeResult(
+                transitions=tr,
+                episode_return=float(totals[i]),
+                steps=len(r["obs"]),
+                final_info=last_info[i],
+            )
+        )
+    return results, state
