@@ -7,14 +7,18 @@
 This runs the real experiment, `experiments/pets.py` with that env's default config, a fixed seed
 and a short budget (`--episodes`, the first of them random), into a temporary run directory.
 Under kernprof it times every line of:
-- `train` (experiments/pets.py): the episode loop: acting, buffer add, refit, log, checkpoint, plot;
+- `run_mpc_episodes` (experiments/mpc_episodes.py): the episode loop: acting, buffer add, refit,
+  log, checkpoint, plot hook;
 - `drive_episode` (prototypes/agents/episode.py): per step, the policy (one jitted planning call,
   which the `act(state, t, obs)` line contains), the env step and the bookkeeping;
-- the ensemble's `fit` (prototypes/models/ensemble.py): normalisers, padding, the epoch loop.
+- `train_with_early_stopping` (prototypes/models/ensemble.py): the ensemble's epoch loop;
+- `RunDir.save_checkpoint` and pets.py's `_plot`: what the run writes.
 
 Compilation is reported apart: the table printed at the end (from the run's perf.jsonl) splits
 the first planning episode, whose first step compiles the planner, from the steady episodes
-after it. A jitted call is one line to line_profiler: look inside it with `--trace`.
+after it. Below it, the whole run's wall clock is split into acting, fitting and the rest
+(start-up, compilation outside acting, logging, checkpoints, plots), each with its share.
+A jitted call is one line to line_profiler: look inside it with `--trace`.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import argparse
 import builtins
 import json
 import tempfile
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import jax
 from _experiments import load_experiment  # profiling/ is on sys.path when run as a script
 
+from experiments import mpc_episodes
 from prototypes.agents import episode
+from prototypes.data.runs import RunDir
+from prototypes.models import ensemble
 
 
 def register(pets) -> bool:
@@ -42,20 +50,18 @@ def register(pets) -> bool:
     if profiler is None or not hasattr(profiler, "add_function"):
         return False
     pets.main = profiler(pets.main)
-    profiler.add_function(pets.train)
-    profiler.add_function(episode.drive_episode)
-    make_ensemble = pets.make_ensemble
-
-    def make_profiled_ensemble(cfg, spec):
-        model = make_ensemble(cfg, spec)
-        profiler.add_function(model.fit)  # `fit` is a host closure: its lines are the epoch loop
-        return model
-
-    pets.make_ensemble = make_profiled_ensemble
+    for f in (
+        mpc_episodes.run_mpc_episodes,
+        episode.drive_episode,
+        ensemble.train_with_early_stopping,
+        RunDir.save_checkpoint,
+        pets._plot,
+    ):
+        profiler.add_function(f)
     return True
 
 
-def summarise(perf_path: Path, random_episodes: int) -> None:
+def summarise(perf_path: Path, random_episodes: int, wall: float) -> None:
     rows = [json.loads(line) for line in perf_path.read_text().splitlines()]
     planned = [r for r in rows if r["episode"] > random_episodes]
     print(f"\n{'episode':>8}{'act s':>9}{'fit s':>9}{'s/step':>9}")
@@ -78,6 +84,14 @@ def summarise(perf_path: Path, random_episodes: int) -> None:
         compile_s = first["act_seconds"] - per_step * first_steps
         print(f"steady state: {1e3 * per_step:.1f} ms per env step acting, {fit:.2f} s per refit")
         print(f"planner compile (first planning episode minus steady): {compile_s:.2f} s")
+    act = sum(r["act_seconds"] for r in rows)
+    fit = sum(r["fit_seconds"] for r in rows)
+    rest = wall - act - fit
+    print(
+        f"\nwhole run {wall:.1f} s: acting {act:.1f} s ({act / wall:.0%}), fitting {fit:.1f} s "
+        f"({fit / wall:.0%}), the rest {rest:.1f} s ({rest / wall:.0%}: start-up, logging, "
+        "checkpoints, plots)"
+    )
 
 
 def main() -> None:
@@ -102,10 +116,12 @@ def main() -> None:
         out = Path(tmp) / "run"
         argv = ["--env", args.env, "--episodes", str(args.episodes), "--seed", str(args.seed)]
         argv += ["--out", str(out), "--no-progress"]
+        t0 = time.perf_counter()
         with jax.profiler.trace(args.trace) if args.trace else nullcontext():
             run = pets.main(argv)
+        wall = time.perf_counter() - t0
         config = json.loads((run.path / "config.json").read_text())["config"]
-        summarise(run.path / "perf.jsonl", config["random_episodes"])
+        summarise(run.path / "perf.jsonl", config["random_episodes"], wall)
 
 
 if __name__ == "__main__":
