@@ -486,6 +486,13 @@ def summarize(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
                     "ci_low": float(lo),
                     "ci_high": float(hi),
                     "seeds": len(x),
+                    "episodes": min(
+                        r["episodes"]
+                        for r in rows
+                        if r["model"] == kind and r["condition"] == c and "episodes" in r
+                    )
+                    if any("episodes" in r for r in rows)
+                    else cfg.eval_episodes,
                     "ratio": 1.0 if c == TRAIN else ratio(train, float(np.mean(x)), success),
                 }
             )
@@ -498,10 +505,13 @@ def format_table(cfg: TransferConfig, summary: list[dict]) -> str:
     conds = list(conditions(cfg))
     cell = {(s["model"], s["condition"]): s for s in summary}
     fmt = "{:.2f}" if key == "success" else "{:.1f}"
+    counts = sorted({s.get("episodes", cfg.eval_episodes) for s in summary})
+    episodes = "-".join(str(n) for n in (counts[:1] + counts[-1:] if len(counts) > 1 else counts))
+    episodes = episodes or str(cfg.eval_episodes)
     head = ["model"] + conds
     lines = [
         f"{cfg.env}, context {cfg.context}: {key} per condition, mean over {cfg.seeds} seed(s) "
-        f"[bootstrap 95%] (transfer ratio); {cfg.eval_episodes} evaluation episodes each",
+        f"[bootstrap 95%] (transfer ratio); {episodes} evaluation episodes each",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]

@@ -67,3 +67,40 @@ def test_unknown_name_is_one_clear_line(reproduce, capsys):
         reproduce.main(["pets-cartpole"])
     assert exc.value.code == 2
     assert "invalid choice: 'pets-cartpole'" in capsys.readouterr().err
+
+
+def _fake_transfer_run(out: Path, context: str, success: dict):
+    """A finished-looking transfer run: success[(model, condition)] per seed 0..2, 2 episodes."""
+    run = out / "transfer-fetch-push" / context
+    run.mkdir(parents=True)
+    lines = [
+        json.dumps({"model": m, "seed": s, "condition": c, "episode": e, "success": v,
+                    "return": -1.0, "reset_seed": e, "variant": {}})
+        for (m, c), v in success.items() for s in range(3) for e in range(2)
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "table.md").write_text("done\n")
+
+
+def test_transfer_fetch_push_reads_runs_and_prints_the_claims(reproduce, tmp_path, capsys):
+    hidden = {("structured", "train"): 1.0, ("structured", "goal:test"): 0.5,
+              ("ensemble", "train"): 0.5, ("ensemble", "goal:test"): 0.25,
+              ("oracle", "train"): 1.0, ("oracle", "goal:test"): 1.0,
+              ("structured", "mass:test"): 0.5}
+    given = {("structured", "train"): 1.0, ("structured", "mass:test"): 1.0}
+    _fake_transfer_run(tmp_path, "hidden", hidden)
+    _fake_transfer_run(tmp_path, "given", given)
+    argv = ["transfer-fetch-push", "--out", str(tmp_path), "--gather-only"]
+    assert reproduce.main(argv) == 0
+    printed = capsys.readouterr().out
+    # ratio = test / train success: structured 0.5 / 1.0, ensemble 0.25 / 0.5, oracle 1 / 1
+    assert "ensemble 0.50, structured 0.50, oracle 1.00" in printed
+    assert "Kansky et al. 2017" in printed and "Sanchez-Gonzalez et al. 2018" in printed
+    assert "not measured: two blocks" in printed
+    assert "hidden: structured 0.50; given: structured 1.00" in printed  # mass:test
+    assert "start:test" in printed and "not measured yet" in printed
+    assert "2 evaluation episodes each" in printed  # what the runs hold, not the default 50
+    bad = ["transfer-fetch-push", "--out", str(tmp_path), "--seeds", "1", "2"]
+    with pytest.raises(SystemExit):
+        reproduce.main(bad)
+    assert "must be 0 1 .. n-1" in capsys.readouterr().err
