@@ -1,0 +1,427 @@
+"""Planning on schema networks: max-product over the grounded OR/AND graph unrolled in time.
+
+The graph. Grounding a `SchemaRules` (envs/schema_world.py) on an H x W grid and unrolling it T
+steps gives binary variables x[t, cell, k] and one action variable a[t] per step. Every grounded
+schema is an AND factor over its literals at t (attribute values of cells at its offsets, and
+a[t] = its action); each event ("attribute k of this cell turns on / off at t + 1") is the OR
+of its grounded schemas; x[t + 1, cell, k] = x[t] ? NOT off : on; the reward at t is the OR of
+the reward schemas over cells. The dynamics are deterministic, so with x[0] clamped the only
+free variables are the actions, and max-product on this graph is a search over action sequences.
+
+Max-product in the {0, -inf} semiring, relaxed (how the messages are computed). In log space
+every factor is 0 or -inf, so a max-product message is a set of values a variable *can* take:
+m[t, cell, k, v] = 0 iff some assignment of the actions makes x[t, cell, k] = v. Passing these
+messages forward through the unrolled graph with every action variable free, and each AND
+factor combining its incoming messages as if they were independent (the loopy-BP
+approximation: the shared a[t] and the shared x[t] that two literals both read are not tied
+together), gives `possible[t, cell, k, v]`, an over-approximation of the reachable values
+(a block that is pushed away is still "possibly" where it was). The reward message
+`possible_reward[t]` says whether the reward can fire at t; its first t is a lower bound on the
+number of steps to the reward, exact when the relaxation is (a straight push, a gripper walking
+around walls). This is the forward pass of Kansky et al. (2017); as there, the plan is read
+off backward from the reward, here by clamping: the max-marginal of a[0] = a is computed by
+stepping the exact grounded graph with a[0] = a (and, with `depth` > 1, every continuation of
+`depth` actions), then running the relaxed messages from the resulting state:
+
+    value(a) = max over continuations of  sum_{t < depth} discount^t r_t
+                                          + discount^(depth + first possible reward from there)
+
+An action that changes a `frozen` literal (a sub-goal the caller protects, e.g. a block already
+on its goal) gets value -1, and frozen literals are clamped in the relaxed messages too. `plan`
+decodes a whole sequence greedily: pick the best a[0] (ties: fewer visits of the state it leads
+to, then the lowest index), step, repeat, `horizon` times. It is exact on worlds where the
+relaxation is (tests/planning/test_schema_planner.py checks it against enumeration of every
+action sequence); in general it is the heuristic the paper's planner is too.
+
+Everything runs as one jitted JAX function over flat arrays compiled on the host from the rules
+(`compile_rules`): literals of every offset are gathered from a padded grid, a schema holds
+where its literal count reaches its size (one matmul per step), events are an OR over schemas
+(a second matmul). Cost per relaxed step ~ H W x 2OK x S.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from prototypes.config import arg, check
+from prototypes.envs.schema_world import SchemaRules, SchemaSpec
+
+__all__ = [
+    "SchemaPlannerConfig",
+    "CompiledRules",
+    "SchemaPlanner",
+    "compile_rules",
+    "make_schema_planner",
+    "brute_force_value",
+    "search",
+    "plan_search",
+]
+
+
+@dataclass(frozen=True)
+class SchemaPlannerConfig:
+    horizon: int = arg(20, "steps of the unrolled graph (relaxed messages and decoded plan)")
+    discount: float = arg(0.95, "discount of later rewards; < 1 so sooner is better")
+    depth: int = arg(1, "exact lookahead steps before the relaxed messages (A^depth branches)")
+
+    def __post_init__(self) -> None:
+        check(self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}")
+        check(0.0 < self.discount < 1.0, f"discount must be in (0, 1), got {self.discount}")
+        check(1 <= self.depth <= 4, f"depth must be in 1..4, got {self.depth}")
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    """Flat arrays of the grounded schemas (one row per lifted schema, S of them).
+
+    Attributes:
+        literals: float32 [S, 2OK], 1 where the schema needs a state literal (feature layout of
+            schema_world.ground without the action part).
+        size: float32 [S], the number of state literals of each schema.
+        actions: bool [S, A], the actions under which it can hold (all for a schema with no
+            action literal, none for one with two different actions).
+        events: float32 [S, 2K + 1], its event: column 2k on:k, 2k + 1 off:k, 2K reward.
+        offsets: the spec's offsets; pad: int [K] attribute values outside the grid.
+    """
+
+    literals: np.ndarray
+    size: np.ndarray
+    actions: np.ndarray
+    events: np.ndarray
+    offsets: tuple[tuple[int, int], ...]
+    pad: np.ndarray
+
+
+def compile_rules(spec: SchemaSpec, rules: SchemaRules) -> CompiledRules:
+    """The rules as flat arrays; a never-holding schema is appended so S >= 1.
+
+    Raises:
+        ValueError: rules that do not fit the spec (a feature index out of range, wrong number
+            of attribute groups).
+    """
+    rules.check(spec)
+    K, A = spec.num_attributes, len(spec.actions)
+    n_state = 2 * spec.num_offsets * K
+    rows: list[tuple[tuple[int, ...], int]] = []
+    for k in range(K):
+        rows += [(s, 2 * k) for s in rules.on[k]] + [(s, 2 * k + 1) for s in rules.off[k]]
+    rows += [(s, 2 * K) for s in rules.reward]
+    S = len(rows) + 1
+    literals = np.zeros((S, n_state), np.float32)
+    actions = np.zeros((S, A), bool)
+    events = np.zeros((S, 2 * K + 1), np.float32)
+    size = np.zeros(S, np.float32)
+    for i, (schema, event) in enumerate(rows):
+        state = [f for f in schema if f < n_state]
+        acts = {f - n_state for f in schema if f >= n_state}
+        literals[i, state] = 1.0
+        size[i] = len(state)
+        if not acts:
+            actions[i] = True
+        elif len(acts) == 1:
+            actions[i, acts.pop()] = True
+        events[i, event] = 1.0
+    size[-1] = n_state + 1.0  # the dummy: never enough literals
+    return CompiledRules(literals, size, actions, events, spec.offsets, np.asarray(spec.pad))
+
+
+@dataclass(frozen=True)
+class SchemaPlanner:
+    """Pure functions of a compiled schema model (all jitted; shapes fixed by the first call).
+
+    step: (state bool [H, W, K], action int) -> (next state, reward bool): the exact grounded
+        graph with the action clamped (most likely = only next state; deterministic).
+    first_reward: (state, frozen bool [H, W, K]) -> int, the first t at which the relaxed
+        messages say the reward can fire (0: at the next transition), `horizon` if none.
+    action_values: (state, frozen) -> (values float [A], next states bool [A, H, W, K]): the
+        max-marginal value of each first action (module docstring).
+    plan: (state, frozen) -> (actions int [T], rewards bool [T], value float): the greedy
+        decode of a whole plan of `horizon` steps, simulated on the exact graph.
+    expand: (states bool [N, H, W, K], frozen) -> (children [N, A, H, W, K], rewards [N, A],
+        first relaxed reward [N, A], frozen literal changed [N, A], cells meeting the target
+        [N, A] (0 without a target)): one breadth-first layer of `search`.
+    count: state -> int, the cells meeting the target (0 without one).
+    target: whether the reward is a target state (`make_schema_planner`).
+    """
+
+    expand: Callable
+    count: Callable
+    step: Callable
+    first_reward: Callable
+    action_values: Callable
+    plan: Callable
+    num_actions: int
+    horizon: int
+    discount: float
+    target: bool = False
+
+
+def _literal_truth(c: CompiledRules, possible: Bool[Array, "H W K 2"]) -> Float[Array, "HW F"]:
+    """For every cell, which state literals are (possibly) true: [H W, 2OK] float32."""
+    H, W, K, _ = possible.shape
+    R = max(max(abs(dr), abs(dc)) for dr, dc in c.offsets)
+    pad = jax.nn.one_hot(jnp.asarray(c.pad), 2, dtype=bool)  # [K, 2]
+    grid = jnp.broadcast_to(pad, (H + 2 * R, W + 2 * R, K, 2))
+    grid = grid.at[R : R + H, R : R + W].set(possible)
+    windows = [grid[R + dr : R + dr + H, R + dc : R + dc + W] for dr, dc in c.offsets]
+    return jnp.stack(windows, axis=2).reshape(H * W, -1).astype(jnp.float32)  # [HW, O*K*2]
+
+
+def _events(
+    c: CompiledRules, possible: Bool[Array, "H W K 2"], action_mask: Bool[Array, " A"]
+) -> tuple[Bool[Array, "H W K"], Bool[Array, "H W K"], Bool[Array, ""]]:
+    """(on, off, reward): events some grounded schema can fire (AND over literals, OR over
+    schemas); with a one-hot `possible` and action mask, the exact events."""
+    H, W, K, _ = possible.shape
+    truth = _literal_truth(c, possible)
+    count = truth @ jnp.asarray(c.literals).T  # [HW, S]
+    act_ok = (jnp.asarray(c.actions) & action_mask[None, :]).any(1)  # [S]
+    holds = (count >= jnp.asarray(c.size)[None, :]) & act_ok[None, :]
+    ev = holds.astype(jnp.float32) @ jnp.asarray(c.events) > 0  # [HW, 2K + 1]
+    on = ev[:, 0 : 2 * K : 2].reshape(H, W, K)
+    off = ev[:, 1 : 2 * K : 2].reshape(H, W, K)
+    return on, off, ev[:, 2 * K].any()
+
+
+def make_schema_planner(
+    spec: SchemaSpec,
+    rules: SchemaRules,
+    cfg: SchemaPlannerConfig | None = None,
+    target: tuple[tuple[str, int], ...] | None = None,
+) -> SchemaPlanner:
+    """Compile `rules` and build the planner's jitted functions (module docstring).
+
+    Args:
+        spec, rules: the schema model.
+        cfg: horizon, discount, lookahead depth.
+        target: None to plan on the rules' reward schemas; or literals (attribute, value) of
+            one cell, e.g. (("block", 1), ("goal", 1)): the reward of a transition is then 1 if
+            some cell that did not satisfy them all does after it (in the relaxed messages: a
+            cell where they can all hold at t + 1 that did not at the start). A goal given
+            as a state, for rewards the training data could not teach (module docstring of
+            experiments/schema_arm.py).
+
+    Raises:
+        ValueError: rules that do not fit the spec; an unknown attribute or a value other than
+            0 or 1 in `target`.
+    """
+    cfg = cfg or SchemaPlannerConfig()
+    c = compile_rules(spec, rules)
+    tk = tv = None
+    if target is not None:
+        if not target:
+            raise ValueError("target must name at least one (attribute, value) literal")
+        for name, value in target:
+            spec.literal((0, 0), name, value)  # raises on an unknown attribute or bad value
+        tk = jnp.asarray([spec.attribute_index(n) for n, _ in target], jnp.int32)
+        tv = jnp.asarray([int(v) for _, v in target], jnp.int32)
+
+    def target_holds(possible):  # [H, W, K, 2] -> [H, W]: every target literal (possibly) true
+        return possible[:, :, tk, tv].all(-1)
+    A, T, gamma, depth = len(spec.actions), cfg.horizon, cfg.discount, cfg.depth
+    seqs = jnp.asarray(list(itertools.product(range(A), repeat=depth)), jnp.int32)  # [N, d]
+    all_actions = jnp.ones(A, bool)
+
+    def step(state, action):
+        possible = jnp.stack([~state, state], -1)
+        on, off, reward = _events(c, possible, jax.nn.one_hot(action, A, dtype=bool))
+        nxt = jnp.where(state, ~off, on)
+        if tk is not None:
+            after = target_holds(jnp.stack([~nxt, nxt], -1))
+            reward = (after & ~target_holds(possible)).any()
+        return nxt, reward
+
+    def first_reward(state, frozen):
+        clamp = jnp.stack([~state, state], -1)
+        frozen2 = frozen[..., None]
+        done = target_holds(clamp) if tk is not None else None
+
+        def body(possible, _):
+            on, off, reward = _events(c, possible, all_actions)
+            one = possible[..., 1] | (on & possible[..., 0])
+            zero = possible[..., 0] | (off & possible[..., 1])
+            nxt = jnp.where(frozen2, clamp, jnp.stack([zero, one], -1))
+            if tk is not None:
+                reward = (target_holds(nxt) & ~done).any()
+            return nxt, reward
+
+        _, rewards = jax.lax.scan(body, clamp, None, length=T)
+        return jnp.where(rewards.any(), jnp.argmax(rewards), T)
+
+    def branch_value(state, frozen, seq):
+        def body(carry, action):
+            x, value, bad, t = carry
+            x1, r = step(x, action)
+            bad = bad | (frozen & (x1 != state)).any()
+            return (x1, value + gamma**t * r, bad, t + 1), None
+
+        init = (state, jnp.float32(0.0), jnp.bool_(False), jnp.float32(0.0))
+        (leaf, value, bad, _), _ = jax.lax.scan(body, init, seq)
+        h = first_reward(leaf, frozen)
+        value = value + jnp.where(h < T, gamma ** (depth + h.astype(jnp.float32)), 0.0)
+        return jnp.where(bad, -1.0, value)
+
+    def action_values(state, frozen):
+        values = jax.vmap(branch_value, in_axes=(None, None, 0))(state, frozen, seqs)  # [N]
+        values = values.reshape(A, -1).max(1)
+        nxt, _ = jax.vmap(step, in_axes=(None, 0))(state, jnp.arange(A))
+        return values, nxt
+
+    def plan(state, frozen):
+        history = jnp.zeros((T + 1, *state.shape), bool).at[0].set(state)
+
+        def body(carry, t):
+            x, hist = carry
+            values, nxt = action_values(x, frozen)
+            seen = (nxt[:, None] == hist[None]).all((2, 3, 4)) & (jnp.arange(T + 1) <= t)[None, :]
+            a = jnp.argmax(values - 1e-4 * seen.sum(1))
+            x1, r = step(x, a)
+            return (x1, hist.at[t + 1].set(x1)), (a, r)
+
+        _, (acts, rewards) = jax.lax.scan(body, (state, history), jnp.arange(T))
+        value = (gamma ** jnp.arange(T, dtype=jnp.float32) * rewards).sum()
+        return acts, rewards, value
+
+    def count(state):
+        if tk is None:
+            return jnp.int32(0)
+        return target_holds(jnp.stack([~state, state], -1)).sum()
+
+    def expand(states, frozen):  # [N, H, W, K] -> every action's child, reward, h, violation
+        def one(state):
+            nxt, r = jax.vmap(step, in_axes=(None, 0))(state, jnp.arange(A))
+            h = jax.vmap(first_reward, in_axes=(0, None))(nxt, frozen)
+            bad = (frozen[None] & (nxt != state[None])).any((1, 2, 3))
+            return nxt, r, h, bad, jax.vmap(count)(nxt)
+
+        return jax.vmap(one)(states)
+
+    return SchemaPlanner(
+        expand=jax.jit(expand),
+        count=jax.jit(count),
+        step=jax.jit(step),
+        first_reward=jax.jit(first_reward),
+        action_values=jax.jit(action_values),
+        plan=jax.jit(plan),
+        num_actions=A,
+        horizon=T,
+        discount=gamma,
+        target=tk is not None,
+    )
+
+
+def brute_force_value(
+    step_fn: Callable[[np.ndarray, int], tuple[np.ndarray, bool]],
+    state: np.ndarray,
+    num_actions: int,
+    horizon: int,
+    discount: float,
+) -> tuple[float, tuple[int, ...]]:
+    """max over every action sequence of sum_t discount^t r_t, and the first best sequence
+    (lexicographic order), by enumerating all num_actions^horizon sequences (tiny worlds only).
+
+    `step_fn(state, action) -> (next state, reward)` on the host (e.g. schema_world.step).
+    """
+    best, best_seq = -np.inf, ()
+
+    @functools.lru_cache(maxsize=None)
+    def go(key: bytes, depth: int) -> tuple[float, tuple[int, ...]]:
+        if depth == horizon:
+            return 0.0, ()
+        x = np.frombuffer(key, bool).reshape(state.shape)
+        out = (-np.inf, ())
+        for a in range(num_actions):
+            x1, r = step_fn(x, a)
+            v, rest = go(np.ascontiguousarray(x1, bool).tobytes(), depth + 1)
+            v = float(r) + discount * v
+            if v > out[0] + 1e-12:
+                out = (v, (a, *rest))
+        return out
+
+    best, best_seq = go(np.ascontiguousarray(state, bool).tobytes(), 0)
+    return best, best_seq
+
+
+CHUNKS = (4, 64)  # batch sizes `search` compiles `expand` for
+
+
+def search(
+    planner: SchemaPlanner,
+    state: Bool[np.ndarray, "H W K"],
+    frozen: Bool[np.ndarray, "H W K"],
+    max_nodes: int = 4096,
+) -> tuple[list[int], str]:
+    """The shortest action sequence (breadth first on the exact grounded graph) that either
+    gains (the reward; with a target, more cells meeting it than at the start) or reaches a
+    state whose first relaxed reward is sooner than the start's: one step of enforced hill
+    climbing, which escapes the plateaus where every single action leaves the relaxed estimate
+    unchanged (the relaxation lets two cells take different actions at once). Children that
+    change a frozen literal are not expanded.
+
+    Returns:
+        (actions, how): how is "reward", "closer", or "none" (no such state within `max_nodes`
+        expanded states; actions is then []).
+    """
+    state, frozen = np.asarray(state, bool), np.asarray(frozen, bool)
+    h0 = int(planner.first_reward(state, frozen))
+    seen = {state.tobytes()}
+    frontier: list[tuple[np.ndarray, list[int]]] = [(state, [])]
+    expanded = 0
+    root_count = int(planner.count(state))
+    while frontier and expanded < max_nodes:
+        nxt_frontier = []
+        for lo in range(0, len(frontier), CHUNKS[-1]):
+            part = frontier[lo : lo + CHUNKS[-1]]
+            size = next(c for c in CHUNKS if c >= len(part))
+            batch = np.zeros((size, *state.shape), bool)
+            batch[: len(part)] = [s for s, _ in part]
+            nxt, rew, h, bad, count = (np.asarray(x) for x in planner.expand(batch, frozen))
+            expanded += len(part)
+            for i, (_, path) in enumerate(part):
+                for a in range(planner.num_actions):
+                    if bad[i, a]:
+                        continue
+                    gain = count[i, a] > root_count if planner.target else rew[i, a]
+                    if gain:
+                        return [*path, a], "reward"
+                    if h[i, a] < h0:
+                        return [*path, a], "closer"
+                    key = nxt[i, a].tobytes()
+                    if key not in seen:
+                        seen.add(key)
+                        nxt_frontier.append((nxt[i, a], [*path, a]))
+        frontier = nxt_frontier
+    return [], "none"
+
+
+def plan_search(
+    planner: SchemaPlanner,
+    state: Bool[np.ndarray, "H W K"],
+    frozen: Bool[np.ndarray, "H W K"],
+    max_nodes: int = 4096,
+) -> tuple[list[int], list[bool]]:
+    """A plan of at most `horizon` actions by repeated `search` until the reward is collected,
+    no closer state is found, or the horizon is used up; (actions, rewards) on the exact graph."""
+    x = np.asarray(state, bool)
+    actions: list[int] = []
+    rewards: list[bool] = []
+    while len(actions) < planner.horizon:
+        path, how = search(planner, x, frozen, max_nodes)
+        if not path:
+            break
+        for a in path[: planner.horizon - len(actions)]:
+            x1, r = planner.step(x, a)
+            x = np.asarray(x1)
+            actions.append(a)
+            rewards.append(bool(r))
+        if how == "reward":
+            break
+    return actions, rewards

@@ -1,0 +1,170 @@
+"""Max-product planning on schema networks: the exact grounded step against schema_world.step,
+hand-derived plans and relaxed reward times, plan values against enumeration of every action
+sequence, frozen literals, the target reward, and bad input."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from prototypes.envs.discrete_arm import arm_rules, grid_state, push_next
+from prototypes.envs.schema_world import push_world, sample_states, step
+from prototypes.planning.schema_planner import (
+    SchemaPlannerConfig,
+    brute_force_value,
+    compile_rules,
+    make_schema_planner,
+    plan_search,
+    search,
+)
+
+GAMMA = 0.95
+STAY, UP, DOWN, LEFT, RIGHT = range(5)  # push_world's actions
+GRIPPER, BLOCK, WALL, GOAL = range(4)  # push_world's attributes
+
+
+def _push_state(shape, grip, blocks, goals, walls=()):
+    s = np.zeros((*shape, 4), bool)
+    s[(*grip, GRIPPER)] = True
+    for cells, k in ((blocks, BLOCK), (goals, GOAL), (walls, WALL)):
+        for cell in cells:
+            s[(*cell, k)] = True
+    return s
+
+
+@functools.cache
+def _planner(horizon: int, depth: int = 1):
+    spec, rules = push_world()
+    return make_schema_planner(spec, rules, SchemaPlannerConfig(horizon=horizon, depth=depth))
+
+
+def _host_step(x, a):
+    spec, rules = push_world()
+    nxt, r = step(spec, rules, x[None], np.array([a]))
+    return nxt[0], bool(r[0])
+
+
+def test_compiled_rules_by_hand():
+    spec, rules = push_world()
+    c = compile_rules(spec, rules)
+    # 24 attribute schemas + 4 reward schemas + the never-holding dummy
+    assert c.literals.shape == (29, 2 * 13 * 4) and c.events.shape == (29, 9)
+    # the first on:gripper schema (direction up): gripper@(1,0)=1, wall@0=0, block@0=0 and
+    # the action: 3 state literals, one action, event column 2 * 0 = 0
+    assert c.size[0] == 3 and c.actions[0].tolist() == [False, True, False, False, False]
+    assert c.events[0].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert c.size[-1] > c.literals.shape[1]  # the dummy never holds
+
+
+def test_exact_step_agrees_with_schema_world_step():
+    spec, rules = push_world()
+    planner = _planner(3)
+    states = sample_states(spec, np.random.default_rng(0), 6, (5, 5), (0.2, 0.3, 0.2, 0.2))
+    for s in states:
+        for a in range(5):
+            nxt, r = planner.step(s, a)
+            ref, ref_r = _host_step(s, a)
+            np.testing.assert_array_equal(np.asarray(nxt), ref)
+            assert bool(r) == ref_r
+
+
+@pytest.mark.slow
+def test_straight_push_relaxed_time_and_plan_by_hand():
+    # one row: gripper at 0, block at 1, goal at 4; three pushes right put the block on the goal,
+    # the reward fires on the third transition (index 2); nothing is faster, so the relaxed
+    # messages are exact here: first_reward = 2, the plan is right x 3, value gamma^2
+    s = _push_state((1, 5), (0, 0), [(0, 1)], [(0, 4)])
+    planner = _planner(4)
+    frozen = np.zeros_like(s)
+    assert int(planner.first_reward(s, frozen)) == 2
+    actions, rewards, value = planner.plan(s, frozen)
+    assert np.asarray(actions)[:3].tolist() == [RIGHT] * 3
+    assert np.asarray(rewards).tolist()[:3] == [False, False, True]
+    assert float(value) == pytest.approx(GAMMA**2, rel=1e-6)
+    assert plan_search(planner, s, frozen)[0] == [RIGHT] * 3
+
+
+@pytest.mark.parametrize(
+    "grip, blocks, goals, walls, steps",
+    [
+        # gripper must step down beside the block first: down, right, right (3 steps)
+        ((0, 0), [(1, 1)], [(1, 3)], [], 3),
+        # a wall at (1, 1) keeps the gripper in the bottom row: right, right, then push up
+        ((2, 0), [(1, 2)], [(0, 2)], [(1, 1)], 3),
+    ],
+)
+@pytest.mark.slow
+def test_plan_value_equals_enumeration_of_every_action_sequence(grip, blocks, goals, walls, steps):
+    s = _push_state((3, 4), grip, blocks, goals, walls)
+    horizon = 5
+    planner = _planner(horizon)
+    frozen = np.zeros_like(s)
+    best, _ = brute_force_value(_host_step, s, 5, horizon, GAMMA)
+    assert best == pytest.approx(GAMMA ** (steps - 1))  # hand-derived: reward on transition `steps`
+    _, _, value = planner.plan(s, frozen)
+    assert float(value) == pytest.approx(best, rel=1e-6)
+    actions, rewards = plan_search(planner, s, frozen)
+    first = rewards.index(True)
+    assert GAMMA**first == pytest.approx(best, rel=1e-6)
+
+
+def test_relaxed_reward_time_is_a_lower_bound_on_the_true_one():
+    # on random 3 x 3 worlds: the relaxed messages over-approximate what is reachable, so the
+    # first step at which they allow the reward is never later than enumeration's first reward
+    spec, rules = push_world()
+    planner = _planner(4)
+    rng = np.random.default_rng(3)
+    checked = 0
+    for s in sample_states(spec, rng, 40, (3, 3), (0.15, 0.35, 0.15, 0.3)):
+        best, _ = brute_force_value(_host_step, s, 5, 4, GAMMA)
+        h = int(planner.first_reward(s, np.zeros_like(s)))
+        if best > 0:  # the reward is reachable: first at t = log_gamma(best) at the latest
+            t_true = int(round(np.log(best) / np.log(GAMMA)))
+            assert h <= t_true
+            checked += 1
+    assert checked >= 5
+
+
+def test_frozen_literals_are_never_changed():
+    # a block on a goal at (0, 2) is frozen; pushing it right (onto the other goal) is refused
+    s = _push_state((1, 5), (0, 1), [(0, 2)], [(0, 2), (0, 3)])
+    planner = _planner(3)
+    frozen = np.zeros_like(s)
+    frozen[0, 2, BLOCK] = True
+    values, _ = planner.action_values(s, frozen)
+    assert float(values[RIGHT]) == -1.0
+    values, _ = planner.action_values(s, np.zeros_like(s))
+    assert float(values[RIGHT]) >= 1.0  # unfrozen: the reward now (t = 0), plus later ones
+    assert search(planner, s, frozen)[1] == "none"
+
+
+@pytest.mark.slow
+def test_target_reward_on_the_arm_rules():
+    # 5 x 5 arm grid, walls on the border: gripper (3, 1), block (2, 2), goal (1, 2). Pushing
+    # up needs the gripper at (3, 2): one step +x, then one push -y: the block arrives on
+    # transition 2 (index 1)
+    spec, rules = arm_rules()
+    walls = np.ones((5, 5), bool)
+    walls[1:-1, 1:-1] = False
+    s = grid_state(walls, (3, 1), [(2, 2)], [(1, 2)])
+    planner = make_schema_planner(
+        spec, rules, SchemaPlannerConfig(horizon=4), target=(("block", 1), ("goal", 1))
+    )
+    frozen = np.zeros_like(s)
+    assert int(planner.first_reward(s, frozen)) == 1
+    actions, rewards = plan_search(planner, s, frozen)
+    assert actions == [0, 3] and rewards == [False, True]  # +x, -y
+    x = s
+    for a in actions:  # the plan works in the task's own exact dynamics too
+        x = push_next(x, a)
+    assert x[1, 2, 1] and x[1, 2, 3]
+
+
+def test_bad_target_is_named():
+    spec, rules = arm_rules()
+    with pytest.raises(ValueError, match="unknown attribute 'colour'"):
+        make_schema_planner(spec, rules, target=(("colour", 1),))
+    with pytest.raises(ValueError, match="value 2 is out of range"):
+        make_schema_planner(spec, rules, target=(("block", 2),))
+    with pytest.raises(ValueError, match="horizon must be >= 1"):
+        SchemaPlannerConfig(horizon=0)
