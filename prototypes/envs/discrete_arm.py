@@ -64,6 +64,18 @@ __all__ = [
     "from_cells",
     "reward_jax",
     "to_cells",
+    "ARM_ACTIONS",
+    "ARM_ATTRIBUTES",
+    "ARM_DIRECTIONS",
+    "LAYOUTS",
+    "PushArmEnv",
+    "PushLayout",
+    "arm_rules",
+    "arm_schema_spec",
+    "covered_goals",
+    "grid_state",
+    "push_arm_xml",
+    "push_next",
 ]
 
 NAMES = ("obj_x", "obj_y", "rel_x", "rel_y", "goal_x", "goal_y")
@@ -312,3 +324,402 @@ def reward_jax(states, width: int = 5):
     d = lambda i, j: jnp.abs(states[..., i] - states[..., j]).astype(jnp.float32)
     rel = lambda i: jnp.abs(states[..., i] - (width - 1)).astype(jnp.float32)
     return -(d(0, 4) + d(1, 5)) - SHAPING * (rel(2) + rel(3))
+
+
+# --- many blocks: the grid of entities ----------------------------------------------------------
+#
+# The multi-object task sits beside the single-block one above and shares nothing with it but
+# the gripper's guarded, overshooting macro-move. Its abstraction is the schema world's
+# (envs/schema_world.py): every cell of a W x W grid is an entity with the binary attributes
+# ARM_ATTRIBUTES, and the observation is that grid, bool [W, W, 4]:
+#
+#     gripper  the gripper's centre is in this cell
+#     block    a block's centre is in this cell (any block: goals name no particular block)
+#     solid    a block or a wall is here (walls: the border ring and fixed obstacles)
+#     goal     a goal cell (fixed for the episode)
+#
+# Cell (row r, col c) is the body position (x, y) = (c, r) * cell_size, rounded. `solid` is what
+# makes a rule learned with one block hold for many: a push needs the cell beyond the block
+# free of walls *and* blocks, and with one block seen in training the only solid things beyond
+# were walls; a rule over `solid` says both at once.
+#
+# Macro-action d in ARM_ACTIONS ((dr, dc) = +x: (0, 1), -x: (0, -1), +y: (1, 0), -y: (-1, 0)):
+# the controller reads the grid and moves the gripper one cell to t = grip + d if t is free,
+# or pushes the block at t one cell on if t + d is free (no wall, no block: one block at a
+# time); otherwise it does not move. The move is the single-block task's servo motion
+# (overshoot by OVERSHOOT, then settle at the centre of t) run in MuJoCo for `substeps` steps;
+# a test checks that the cells read back from the simulation equal `push_next` on every step.
+# Reward: the change in the number of goal cells holding a block (+1 when a block arrives on
+# an empty goal, -1 when one leaves); the episode terminates when every goal holds a block.
+
+ARM_ATTRIBUTES = ("gripper", "block", "solid", "goal")
+ARM_ACTIONS = ("+x", "-x", "+y", "-y")
+ARM_DIRECTIONS = np.array([[0, 1], [0, -1], [1, 0], [-1, 0]], np.int64)  # (dr, dc) per action
+GRIPPER, BLOCK, SOLID, GOAL = range(4)
+
+
+@dataclass(frozen=True)
+class PushLayout:
+    """A W x W map of walls and how many blocks and goals an episode places on it.
+
+    Attributes:
+        name: the layout's name.
+        rows: W strings of W characters, '#' wall, '.' free; the border must be all wall.
+        blocks: blocks per episode (>= goals; the ones beyond `goals` are distractors).
+        goals: goal cells per episode (>= 1).
+        max_steps: macro-steps before truncation.
+
+    Raises:
+        ValueError: a ragged or non-square map, a border cell that is not wall, an unknown
+            character, counts out of range, or too few free cells to place them.
+    """
+
+    name: str
+    rows: tuple[str, ...]
+    blocks: int = 1
+    goals: int = 1
+    max_steps: int = 40
+
+    def __post_init__(self) -> None:
+        rows = tuple(self.rows)
+        object.__setattr__(self, "rows", rows)
+        w = len(rows)
+        if w < 5 or any(len(r) != w for r in rows):
+            raise ValueError(f"layout {self.name!r}: the map must be W x W with W >= 5")
+        bad = sorted(set("".join(rows)) - {"#", "."})
+        if bad:
+            raise ValueError(f"layout {self.name!r}: unknown map character {bad[0]!r}; use # or .")
+        walls = self.walls
+        if not (walls[0].all() and walls[-1].all() and walls[:, 0].all() and walls[:, -1].all()):
+            raise ValueError(f"layout {self.name!r}: the border of the map must be all wall '#'")
+        if not 1 <= self.goals <= self.blocks:
+            raise ValueError(
+                f"layout {self.name!r}: need 1 <= goals <= blocks, got {self.goals} goals and "
+                f"{self.blocks} blocks"
+            )
+        if len(self.block_cells) < self.blocks or (~walls).sum() < self.blocks + self.goals + 1:
+            raise ValueError(f"layout {self.name!r}: too few free cells for {self.blocks} blocks")
+        if self.max_steps < 1:
+            raise ValueError(f"layout {self.name!r}: max_steps must be >= 1, got {self.max_steps}")
+
+    @property
+    def width(self) -> int:
+        return len(self.rows)
+
+    @property
+    def walls(self) -> np.ndarray:
+        """bool [W, W], True on wall cells."""
+        return np.array([[ch == "#" for ch in r] for r in self.rows])
+
+    @property
+    def block_cells(self) -> np.ndarray:
+        """int [n, 2] cells a block may start in: free, with no wall among its 4 neighbours (a
+        block against a wall can never be pulled off it)."""
+        walls = self.walls
+        near = walls[:-2, 1:-1] | walls[2:, 1:-1] | walls[1:-1, :-2] | walls[1:-1, 2:]
+        ok = np.zeros_like(walls)
+        ok[1:-1, 1:-1] = ~walls[1:-1, 1:-1] & ~near
+        return np.argwhere(ok)
+
+
+def _rows(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_TRAIN_MAP = _rows("""
+########
+#......#
+#......#
+#..##..#
+#..#...#
+#......#
+#......#
+########""")  # an L: a wall one cell thick along both axes, so every push into a wall is seen
+_MOVED_MAP = _rows("""
+########
+#......#
+#.#....#
+#.#....#
+#....#.#
+#....#.#
+#......#
+########""")
+_BIG_MAP = _rows("""
+##########
+#........#
+#........#
+#..#.....#
+#..#...#.#
+#......#.#
+#........#
+#.##.....#
+#........#
+##########""")
+
+LAYOUTS: dict[str, PushLayout] = {
+    p.name: p
+    for p in (
+        PushLayout("train", _TRAIN_MAP, 1, 1, 40),
+        PushLayout("two_blocks", _TRAIN_MAP, 2, 2, 80),
+        PushLayout("three_blocks", _TRAIN_MAP, 3, 3, 120),
+        PushLayout("moved_walls", _MOVED_MAP, 1, 1, 40),
+        PushLayout("distractors", _TRAIN_MAP, 3, 1, 40),
+        PushLayout("big_three_blocks", _BIG_MAP, 3, 3, 120),
+    )
+}
+
+
+def arm_schema_spec() -> "SchemaSpec":
+    """The schema-world description of the task: ARM_ATTRIBUTES, ARM_ACTIONS, Manhattan
+    radius-2 offsets, outside the grid solid."""
+    from prototypes.envs.schema_world import SchemaSpec, manhattan_offsets
+
+    return SchemaSpec(ARM_ATTRIBUTES, ARM_ACTIONS, manhattan_offsets(2), pad=(0, 0, 1, 0))
+
+
+def arm_rules() -> tuple["SchemaSpec", "SchemaRules"]:
+    """The task's true schemas (`push_next` written as lifted AND/OR rules), per direction d,
+    cells relative to the entity (ahead = +d, beyond = +2d, behind = -d, behind2 = -2d):
+
+    - gripper off: d & solid@ahead=0; d & block@ahead=1 & solid@beyond=0
+    - gripper on: d & gripper@behind=1 & solid@0=0; d & gripper@behind=1 & block@0=1 &
+      solid@ahead=0
+    - block off: d & gripper@behind=1 & solid@ahead=0
+    - block on: d & block@behind=1 & gripper@behind2=1 & solid@0=0
+    - solid off: d & block@0=1 & gripper@behind=1 & solid@ahead=0
+    - solid on: d & block@behind=1 & gripper@behind2=1
+    - reward (a block arrives on an empty goal): d & goal@0=1 & solid@0=0 & block@behind=1 &
+      gripper@behind2=1
+    Goals never change. 24 attribute schemas and 4 reward schemas.
+    """
+    from prototypes.envs.schema_world import SchemaRules
+
+    spec = arm_schema_spec()
+    c = spec.conjunction
+    g_on, g_off, b_on, b_off, s_on, s_off, reward = ([] for _ in range(7))
+    for name, (dr, dc) in zip(ARM_ACTIONS, ARM_DIRECTIONS.tolist(), strict=True):
+        a, b2 = (dr, dc), (2 * dr, 2 * dc)
+        z, bh, bh2 = (0, 0), (-dr, -dc), (-2 * dr, -2 * dc)
+        act = ("action", name)
+        g_off += [c(act, ("solid", a, 0)), c(act, ("block", a, 1), ("solid", b2, 0))]
+        g_on += [
+            c(act, ("gripper", bh, 1), ("solid", z, 0)),
+            c(act, ("gripper", bh, 1), ("block", z, 1), ("solid", a, 0)),
+        ]
+        b_off.append(c(act, ("gripper", bh, 1), ("solid", a, 0)))
+        b_on.append(c(act, ("block", bh, 1), ("gripper", bh2, 1), ("solid", z, 0)))
+        s_off.append(c(act, ("block", z, 1), ("gripper", bh, 1), ("solid", a, 0)))
+        s_on.append(c(act, ("block", bh, 1), ("gripper", bh2, 1)))
+        reward.append(
+            c(act, ("goal", z, 1), ("solid", z, 0), ("block", bh, 1), ("gripper", bh2, 1))
+        )
+    rules = SchemaRules(
+        on=(tuple(g_on), tuple(b_on), tuple(s_on), ()),
+        off=(tuple(g_off), tuple(b_off), tuple(s_off), ()),
+        reward=tuple(reward),
+    )
+    return spec, rules
+
+
+def grid_state(
+    walls: ArrayLike, grip: ArrayLike, blocks: ArrayLike, goals: ArrayLike
+) -> np.ndarray:
+    """The entity grid bool [W, W, 4] of a layout's walls (bool [W, W]) and the gripper
+    (int [2]), block (int [n, 2]) and goal (int [m, 2]) cells (row, col).
+
+    Raises:
+        ValueError: a cell off the grid, two blocks in one cell, a block or the gripper on a
+            wall, or the gripper on a block (each named with its cell).
+    """
+    walls = np.asarray(walls, bool)
+    w = walls.shape[0]
+    grip = np.asarray(grip, np.int64).reshape(2)
+    blocks = np.asarray(blocks, np.int64).reshape(-1, 2)
+    goals = np.asarray(goals, np.int64).reshape(-1, 2)
+    for what, cells in (("gripper", grip[None]), ("block", blocks), ("goal", goals)):
+        for cell in cells:
+            if not ((0 <= cell) & (cell < w)).all():
+                raise ValueError(f"{what} cell {tuple(cell.tolist())} is off the {w} x {w} grid")
+            if walls[tuple(cell)]:
+                raise ValueError(f"{what} cell {tuple(cell.tolist())} is a wall")
+    for i in range(len(blocks)):
+        for j in range(i):
+            if (blocks[i] == blocks[j]).all():
+                raise ValueError(
+                    f"blocks {j} and {i} overlap: both in cell {tuple(blocks[i].tolist())}"
+                )
+        if (blocks[i] == grip).all():
+            raise ValueError(f"the gripper and block {i} overlap in cell {tuple(grip.tolist())}")
+    state = np.zeros((w, w, 4), bool)
+    state[tuple(grip) + (GRIPPER,)] = True
+    state[blocks[:, 0], blocks[:, 1], BLOCK] = True
+    state[goals[:, 0], goals[:, 1], GOAL] = True
+    state[..., SOLID] = walls | state[..., BLOCK]
+    return state
+
+
+def push_next(state: ArrayLike, action: int) -> np.ndarray:
+    """The abstraction's exact dynamics on one entity grid bool [W, W, 4] (module comment above
+    `ARM_ATTRIBUTES`): move into a free cell, or push one block into a free cell, or stay."""
+    s = np.array(state, bool)
+    w = s.shape[0]
+    d = ARM_DIRECTIONS[int(action)]
+    grip = np.argwhere(s[..., GRIPPER])[0]
+    t, beyond = grip + d, grip + 2 * d
+
+    def solid(cell):
+        return not ((0 <= cell) & (cell < w)).all() or bool(s[tuple(cell) + (SOLID,)])
+
+    if not solid(t):
+        pass
+    elif s[tuple(t) + (BLOCK,)] and not solid(beyond):
+        s[tuple(t) + (BLOCK,)] = s[tuple(t) + (SOLID,)] = False
+        s[tuple(beyond) + (BLOCK,)] = s[tuple(beyond) + (SOLID,)] = True
+    else:
+        return s
+    s[tuple(grip) + (GRIPPER,)] = False
+    s[tuple(t) + (GRIPPER,)] = True
+    return s
+
+
+def covered_goals(state: ArrayLike) -> int:
+    """Goal cells holding a block."""
+    s = np.asarray(state, bool)
+    return int((s[..., GOAL] & s[..., BLOCK]).sum())
+
+
+def push_arm_xml(layout: PushLayout, cell_size: float = 0.05) -> str:
+    """The MJCF model: gripper, `layout.blocks` blocks and a box per wall cell."""
+    c = cell_size
+    g, b = GRIP_HALF * c, BLOCK_HALF * c
+    w = layout.width
+    walls = "\n    ".join(
+        f'<geom name="wall_{r}_{col}" type="box" pos="{col * c} {r * c} {b}" '
+        f'size="{c / 2} {c / 2} {b}" rgba=".5 .5 .5 1"/>'
+        for r, col in np.argwhere(layout.walls).tolist()
+    )
+    blocks = "\n    ".join(
+        f'<body name="block{i}" pos="0 0 {b}">'
+        f'<joint name="block{i}_x" type="slide" axis="1 0 0" damping="20"/>'
+        f'<joint name="block{i}_y" type="slide" axis="0 1 0" damping="20"/>'
+        f'<geom type="box" size="{b} {b} {b}" mass="0.1" rgba=".8 .3 .2 1"/></body>'
+        for i in range(layout.blocks)
+    )
+    mid, span = (w - 1) * c / 2, w * c / 2
+    return f"""
+<mujoco model="push_arm_{layout.name}">
+  <option timestep="0.002" gravity="0 0 0"/>
+  <default><geom condim="1" friction="0 0 0"/></default>
+  <worldbody>
+    <geom name="table" type="plane" pos="{mid} {mid} 0" size="{span} {span} 0.01"
+          contype="0" conaffinity="0" rgba=".9 .9 .9 1"/>
+    {walls}
+    <body name="gripper" pos="0 0 {b}">
+      <joint name="grip_x" type="slide" axis="1 0 0" damping="90"/>
+      <joint name="grip_y" type="slide" axis="0 1 0" damping="90"/>
+      <geom name="gripper" type="box" size="{g} {g} {0.8 * b}" mass="1" rgba=".2 .4 .8 1"/>
+    </body>
+    {blocks}
+  </worldbody>
+  <actuator>
+    <position name="servo_x" joint="grip_x" kp="2000"/>
+    <position name="servo_y" joint="grip_y" kp="2000"/>
+  </actuator>
+</mujoco>
+"""
+
+
+class PushArmEnv(gym.Env):
+    """N blocks, walls and goals on a grid; macro-actions run in MuJoCo (module comment above
+    `ARM_ATTRIBUTES`). Observation: the entity grid bool [W, W, 4]; action: Discrete(4).
+
+    `reset` places the gripper, the blocks (in `layout.block_cells`, none on a goal) and the
+    goals (any free cells) uniformly at random from the seeded generator; `set_cells` places
+    them by hand.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, layout: PushLayout, cell_size: float = 0.05, substeps: int = 150):
+        if substeps < 2:
+            raise ValueError(f"substeps must be >= 2, got {substeps}")
+        self.layout, self.cell_size, self.substeps = layout, cell_size, substeps
+        self.model = mujoco.MjModel.from_xml_string(push_arm_xml(layout, cell_size))
+        self.data = mujoco.MjData(self.model)
+        w = layout.width
+        self.observation_space = gym.spaces.MultiBinary((w, w, 4))
+        self.action_space = gym.spaces.Discrete(len(ARM_ACTIONS))
+        names = ["grip_x", "grip_y"] + [f"block{i}_{a}" for i in range(layout.blocks) for a in "xy"]
+        jid = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in names]
+        self._qadr = np.array([self.model.jnt_qposadr[j] for j in jid])
+        self._walls = layout.walls
+        self._goals = np.zeros((0, 2), np.int64)
+        self._state = np.zeros((w, w, 4), bool)
+        self._t = 0
+
+    def positions(self) -> np.ndarray:
+        """float [1 + blocks, 2]: (x, y) in metres of the gripper, then of each block."""
+        return self.data.qpos[self._qadr].reshape(-1, 2).copy()
+
+    def abstract_state(self) -> np.ndarray:
+        """The entity grid read from the simulation (cell = round(position / cell_size))."""
+        xy = np.round(self.positions() / self.cell_size).astype(np.int64)
+        rc = xy[:, ::-1]  # (x, y) -> (row, col) = (y, x)
+        return grid_state(self._walls, rc[0], rc[1:], self._goals)
+
+    def set_cells(self, grip: ArrayLike, blocks: ArrayLike, goals: ArrayLike) -> np.ndarray:
+        """Place gripper and blocks at rest at cell centres, set the goals; the entity grid.
+
+        Raises:
+            ValueError: the wrong number of blocks or goals for the layout, or a bad placement
+                (`grid_state`: off the grid, on a wall, overlapping).
+        """
+        blocks = np.asarray(blocks, np.int64).reshape(-1, 2)
+        goals = np.asarray(goals, np.int64).reshape(-1, 2)
+        if len(blocks) != self.layout.blocks or len(goals) != self.layout.goals:
+            raise ValueError(
+                f"layout {self.layout.name!r} has {self.layout.blocks} blocks and "
+                f"{self.layout.goals} goals, got {len(blocks)} and {len(goals)}"
+            )
+        state = grid_state(self._walls, grip, blocks, goals)
+        mujoco.mj_resetData(self.model, self.data)
+        rc = np.concatenate([np.asarray(grip, np.int64).reshape(1, 2), blocks])
+        self.data.qpos[self._qadr] = (rc[:, ::-1] * self.cell_size).ravel()
+        self.data.ctrl[:] = np.asarray(grip)[::-1] * self.cell_size
+        mujoco.mj_forward(self.model, self.data)
+        self._goals, self._state, self._t = goals, state, 0
+        return state.copy()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        rng, lay = self.np_random, self.layout
+        cand = lay.block_cells
+        blocks = cand[rng.choice(len(cand), lay.blocks, replace=False)]
+        free = np.argwhere(~lay.walls)
+        taken = {tuple(b) for b in blocks.tolist()}
+        rest = np.array([f for f in free.tolist() if tuple(f) not in taken])
+        pick = rng.choice(len(rest), lay.goals + 1, replace=False)
+        goals, grip = rest[pick[:-1]], rest[pick[-1]]
+        return self.set_cells(grip, blocks, goals), {}
+
+    def step(self, action):
+        action = int(action)
+        if not 0 <= action < len(ARM_ACTIONS):
+            raise ValueError(f"action {action} is out of range; allowed: 0..{len(ARM_ACTIONS) - 1}")
+        before = self._state
+        planned = push_next(before, action)
+        if not np.array_equal(planned, before):  # the controller attempts only feasible moves
+            grip = np.argwhere(before[..., GRIPPER])[0]
+            target = grip + ARM_DIRECTIONS[action]
+            c, first = self.cell_size, self.substeps // 2
+            over = target + OVERSHOOT * ARM_DIRECTIONS[action]
+            self.data.ctrl[:] = over[::-1] * c
+            mujoco.mj_step(self.model, self.data, nstep=first)
+            self.data.ctrl[:] = target[::-1] * c
+            mujoco.mj_step(self.model, self.data, nstep=self.substeps - first)
+        self._state = self.abstract_state()
+        self._t += 1
+        reward = float(covered_goals(self._state) - covered_goals(before))
+        terminated = covered_goals(self._state) == self.layout.goals
+        truncated = self._t >= self.layout.max_steps
+        return self._state.copy(), reward, terminated, truncated, {}
