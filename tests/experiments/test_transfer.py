@@ -41,6 +41,21 @@ def test_conditions_by_hand():
     assert str(own["damping:test"]) == "damping=0.1~0.3"
 
 
+def test_given_context_env_matches_the_models_spec():
+    cfg = _cfg("--factors", "mass,goal", "--context", "given")
+    conds = transfer.conditions(cfg)
+    width = transfer.context_width(conds["train"])
+    assert width == 2 + 1  # goal x, y and the mass multiplier
+    spec = transfer.planning_spec(cfg, width)
+    for name in ("train", "goal:test"):
+        env = transfer.make_env(cfg, conds[name], context=True)
+        obs, info = env.reset(seed=0)
+        assert obs.shape == (spec.obs_dim,) == (23 + 3,)
+        assert obs[-1] == info["variant"]["mass"]
+        assert list(obs[-3:-1]) == info["variant"]["goal"]
+    assert transfer.make_env(cfg, conds["train"], context=False).reset(seed=0)[0].shape == (23,)
+
+
 def test_ratio_by_hand():
     assert transfer.ratio(0.8, 0.6, success=True) == pytest.approx(0.75)  # 0.6 / 0.8
     assert transfer.ratio(-40.0, -50.0, success=False) == pytest.approx(0.8)  # costs: 40 / 50
