@@ -51,6 +51,7 @@ from numpy.typing import ArrayLike
 
 from prototypes.config import arg, check
 from prototypes.envs.factored_mdp import FactoredMDP, FactoredSpec, RewardTerm, check_states
+from prototypes.envs.schema_world import SchemaRules, SchemaSpec, manhattan_offsets
 
 __all__ = [
     "DiscreteArmConfig",
@@ -469,15 +470,13 @@ LAYOUTS: dict[str, PushLayout] = {
 }
 
 
-def arm_schema_spec() -> "SchemaSpec":
+def arm_schema_spec() -> SchemaSpec:
     """The schema-world description of the task: ARM_ATTRIBUTES, ARM_ACTIONS, Manhattan
     radius-2 offsets, outside the grid solid."""
-    from prototypes.envs.schema_world import SchemaSpec, manhattan_offsets
-
     return SchemaSpec(ARM_ATTRIBUTES, ARM_ACTIONS, manhattan_offsets(2), pad=(0, 0, 1, 0))
 
 
-def arm_rules() -> tuple["SchemaSpec", "SchemaRules"]:
+def arm_rules() -> tuple[SchemaSpec, SchemaRules]:
     """The task's true schemas (`push_next` written as lifted AND/OR rules), per direction d,
     cells relative to the entity (ahead = +d, beyond = +2d, behind = -d, behind2 = -2d):
 
@@ -492,8 +491,6 @@ def arm_rules() -> tuple["SchemaSpec", "SchemaRules"]:
       gripper@behind2=1
     Goals never change. 24 attribute schemas and 4 reward schemas.
     """
-    from prototypes.envs.schema_world import SchemaRules
-
     spec = arm_schema_spec()
     c = spec.conjunction
     g_on, g_off, b_on, b_off, s_on, s_off, reward = ([] for _ in range(7))

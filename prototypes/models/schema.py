@@ -98,6 +98,7 @@ __all__ = [
     "describe",
     "format_rules",
     "event_names",
+    "schema_factor_graph",
 ]
 
 
@@ -474,3 +475,70 @@ def format_rules(spec: SchemaSpec, rules: SchemaRules) -> str:
             lines += [f"{event}:{name} <- {describe(spec, s)}" for s in group]
     lines += [f"reward <- {describe(spec, s)}" for s in rules.reward]
     return "\n".join(lines)
+
+
+def schema_factor_graph(spec: SchemaSpec, rules: SchemaRules, event: str):
+    """One event's schemas at one cell as a factor graph of AND/OR factors (None if the event
+    has no schemas), for export to pgmpy (prototypes/graphs/pgmpy_io.to_pgmpy_factor_graph).
+
+    Variables: "<attribute>@(dr,dc)" (binary) for each cell attribute a schema reads, "action"
+    (A states, named), a binary "not <attribute>@(dr,dc)" tied to its attribute by a table
+    factor where a schema needs the value 0, "action=<name>" tied to "action" likewise,
+    "schema<i>" = AND of its literals, and the event ("on:block", ...) = OR of the schemas.
+
+    Raises:
+        ValueError: an event name that `event_names(spec)` does not list.
+    """
+    from prototypes.graphs.factors import AndFactor, OrFactor, TableFactor
+    from prototypes.graphs.graph import FactorGraph
+    from prototypes.graphs.variables import Variable
+
+    names = event_names(spec)
+    if event not in names:
+        raise ValueError(f"unknown event {event!r}; known: {', '.join(names)}")
+    rules.check(spec)
+    if event == "reward":
+        schemas = rules.reward
+    else:
+        kind, attribute = event.split(":", 1)
+        k = spec.attribute_index(attribute)
+        schemas = (rules.on if kind == "on" else rules.off)[k]
+    if not schemas:
+        return None
+    variables: dict[str, Variable] = {}
+    factors: list = []
+    tie = np.where(np.eye(2)[::-1] > 0, 0.0, -np.inf)  # 0 where the two values differ
+
+    def literal(feature: int) -> str:
+        name, off, value = spec.decode(feature)
+        if off is None:  # an action literal: "action=<name>" is 1 iff action == name
+            lit = f"action={value}"
+            if lit not in variables:
+                variables.setdefault("action", Variable("action", len(spec.actions), spec.actions))
+                variables[lit] = Variable(lit, 2)
+                a = spec.actions.index(value)
+                table = np.full((len(spec.actions), 2), -np.inf)
+                table[:, 0] = 0.0
+                table[a, 0], table[a, 1] = -np.inf, 0.0
+                factors.append(TableFactor(("action", lit), table))
+            return lit
+        var = f"{name}@({off[0]},{off[1]})"
+        variables.setdefault(var, Variable(var, 2))
+        if value == 1:
+            return var
+        neg = f"not {var}"
+        if neg not in variables:
+            variables[neg] = Variable(neg, 2)
+            factors.append(TableFactor((var, neg), tie))
+        return neg
+
+    heads = []
+    for i, schema in enumerate(schemas):
+        head = f"schema{i}"
+        parents = tuple(literal(f) for f in schema)
+        variables[head] = Variable(head, 2)
+        factors.append(AndFactor(parents, head))
+        heads.append(head)
+    variables[event] = Variable(event, 2)
+    factors.append(OrFactor(tuple(heads), event))
+    return FactorGraph(tuple(variables.values()), tuple(factors))

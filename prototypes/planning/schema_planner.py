@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float
 
 from prototypes.config import arg, check
 from prototypes.envs.schema_world import SchemaRules, SchemaSpec
@@ -332,7 +332,7 @@ def brute_force_value(
     """
     best, best_seq = -np.inf, ()
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def go(key: bytes, depth: int) -> tuple[float, tuple[int, ...]]:
         if depth == horizon:
             return 0.0, ()
