@@ -78,6 +78,13 @@ CASES = {
         (("--max-seeds", "-1"), "-1"),
         (("--samples", "10,x"), "x"),
     ],
+    "schema_arm": [
+        (UNWRITABLE, "cannot create run directory"),
+        (("--train-episodes", "many"), "invalid int value: 'many'"),
+        (("--eval-episodes", "0"), "eval_episodes must be >= 1, got 0"),
+        (("--layouts", "train,maze"), "unknown layout 'maze': choose from"),
+        (("--seeds", "a"), "seeds must be comma-separated integers, got 'a'"),
+    ],
     "bp_benchmark": [
         (("--out", "{tmp}/a_file/results.json"), "cannot write --out {tmp}/a_file/results.json"),
         (("--batch", "lots"), "invalid int value: 'lots'"),
