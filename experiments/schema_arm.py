@@ -277,7 +277,7 @@ def eval_unit(cfg: SchemaArmConfig, seed: int, layout: str, rules, progress: boo
         "episodes": len(results),
         "successes": len(wins),
         "success_rate": len(wins) / len(results),
-        "mean_steps": float(np.mean([r["steps"] for r in wins])) if wins else float("nan"),
+        "mean_steps": float(np.mean([r["steps"] for r in wins])) if wins else None,
         "seconds_per_step": sum(r["plan_seconds"] for r in results) / max(total_steps, 1),
     }
 
@@ -293,6 +293,7 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
             if f"fit/{seed}" not in done:
                 run.log(record)
                 done[record["unit"]] = record
+                run.save_checkpoint({"units": np.int64(len(done))})  # units are in metrics
         for layout in cfg.layout_list:
             unit = f"eval/{seed}/{layout}"
             if unit in done:
@@ -300,6 +301,7 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
             record = eval_unit(cfg, seed, layout, rules_of[seed], progress)
             run.log(record)
             done[unit] = record
+            run.save_checkpoint({"units": np.int64(len(done))})
     rows = table(cfg, done)
     print("schema_arm.py: seed  layout  model  success  ratio-to-train  note")
     for r in rows:
@@ -333,7 +335,7 @@ def table(cfg: SchemaArmConfig, done: dict[str, dict]) -> list[dict]:
         base = done[f"eval/{seed}/train"]["success_rate"]
         for layout in cfg.layout_list:
             m = done[f"eval/{seed}/{layout}"]
-            ratio = m["success_rate"] / base if base > 0 else float("nan")
+            ratio = round(m["success_rate"] / base, 4) if base > 0 else ""
             rows.append({
                 "seed": seed,
                 "layout": layout,
@@ -341,8 +343,8 @@ def table(cfg: SchemaArmConfig, done: dict[str, dict]) -> list[dict]:
                 "episodes": m["episodes"],
                 "successes": m["successes"],
                 "success_rate": round(m["success_rate"], 4),
-                "ratio_to_train": round(ratio, 4),
-                "mean_steps": round(m["mean_steps"], 2),
+                "ratio_to_train": ratio,
+                "mean_steps": "" if m["mean_steps"] is None else round(m["mean_steps"], 2),
                 "seconds_per_step": round(m["seconds_per_step"], 4),
                 "note": "zero-shot" if layout != "train" else "training layout",
             })
