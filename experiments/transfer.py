@@ -50,9 +50,12 @@ Output in the run directory (default runs/transfer_<env>_<context>):
 
 Transfer ratio: test / train for success rates. For returns, which are negative costs here, it
 is train / test (cost at train over cost at test), so that in both cases 1 means nothing was
-lost and 0.8 means 80% of the in-range performance was kept. `--resume` recomputes nothing
-that finished: finished trainings are loaded from their checkpoints (an interrupted one
-continues from its last episode), and finished evaluation episodes are read from metrics.jsonl.
+lost and 0.8 means 80% of the in-range performance was kept (nan when the train figure is 0).
+Not built yet: more objects than trained on (two blocks on fetch_push).
+
+`--resume` recomputes nothing that finished: finished trainings are loaded from their
+checkpoints (an interrupted one continues from its last episode), and finished evaluation
+episodes are read from metrics.jsonl.
 """
 
 from __future__ import annotations
