@@ -19,13 +19,15 @@ learned schemas with no further learning:
 Planner (prototypes/planning/schema_planner.py): max-product on the learned schemas unrolled
 `--horizon` steps, relaxed forward messages, enforced hill climbing on the exact grounded
 graph; model-predictive: the found path is followed while each real next state equals the
-model's prediction and searched again otherwise. What it maximises: "a block on a goal cell"
-(the target literals block@0=1 & goal@0=1), counted over cells, with goals already covered
-frozen. The learned *reward* schemas are printed and counted against the true ones but not
-planned on: with one block, the episode ends when it reaches the goal, so the data never shows a
-goal that already holds a block, and the learned reward rule cannot know that a second block
-is stopped there (it lacks solid@goal=0; see the rules file). If every search fails, a random
-action is taken.
+model's prediction and searched again otherwise. When every search fails (a dead end, or no
+block can reach a free goal within the horizon), `--random-steps` random moves are taken
+before the next search. What it maximises: "a block on a goal cell" (the target literals
+block@0=1 & goal@0=1), counted over cells, with goals already covered frozen (and unfrozen for
+a second search when the frozen one finds nothing). The learned *reward* schemas are printed
+and compared with the true ones but not planned on: with one block, the episode ends when it
+reaches the goal, so the data never shows a goal that already holds a block, and the learned
+reward rule cannot know that a second block is stopped there (it lacks solid@goal=0; see the
+rules file).
 
 Reported per (seed, layout): success rate (every goal covered within the layout's
 max_steps), its ratio to the training layout's, mean macro-steps of the successes, planning
@@ -72,7 +74,12 @@ from prototypes.models.schema import (
     recovery,
     schema_factor_graph,
 )
-from prototypes.planning.schema_planner import SchemaPlannerConfig, make_schema_planner, search
+from prototypes.planning.schema_planner import (
+    SchemaPlanner,
+    SchemaPlannerConfig,
+    make_schema_planner,
+    search,
+)
 
 EVAL_OFFSET = 1_000_000  # reset seeds of evaluation episodes start here (training: below)
 
@@ -91,7 +98,8 @@ class SchemaArmConfig:
         "comma-separated layouts to plan on (train must be among them: the ratios use it)",
     )
     horizon: int = arg(16, "steps of the relaxed max-product messages")
-    max_nodes: int = arg(1024, "states one search may expand before giving up")
+    max_nodes: int = arg(512, "states one search may expand before giving up")
+    random_steps: int = arg(4, "random moves taken when every search fails, before the next")
     substeps: int = arg(150, "MuJoCo steps (2 ms) per macro-action")
     results_csv: str = arg("experiments/results/schema_arm.csv", "rows as CSV ('' for nowhere)")
 
@@ -111,6 +119,7 @@ class SchemaArmConfig:
         check("train" in _names(self.layouts), "layouts must include train (ratios use it)")
         check(self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}")
         check(self.max_nodes >= 1, f"max_nodes must be >= 1, got {self.max_nodes}")
+        check(self.random_steps >= 1, f"random_steps must be >= 1, got {self.random_steps}")
         check(self.substeps >= 2, f"substeps must be >= 2, got {self.substeps}")
 
     @property
@@ -200,8 +209,8 @@ def run_episode(planner, env: PushArmEnv, seed: int, cfg: SchemaArmConfig) -> di
             path, _ = search(planner, s, frozen, cfg.max_nodes)
             if not path and frozen.any():
                 path, _ = search(planner, s, np.zeros_like(frozen), cfg.max_nodes)
-            if not path:
-                path = [int(rng.integers(4))]
+            if not path:  # stuck (a dead end, or beyond the horizon): a few random moves
+                path = [int(a) for a in rng.integers(4, size=cfg.random_steps)]
             searches += 1
         a = path.pop(0)
         predicted = np.asarray(planner.step(s, a)[0])
@@ -255,11 +264,7 @@ def fit_unit(cfg: SchemaArmConfig, seed: int, run: RunDir, progress: bool) -> tu
     return fit.rules, record
 
 
-def eval_unit(cfg: SchemaArmConfig, seed: int, layout: str, rules, progress: bool) -> dict:
-    spec, _ = arm_rules()
-    planner = make_schema_planner(
-        spec, rules, SchemaPlannerConfig(horizon=cfg.horizon), target=TARGET
-    )
+def eval_unit(cfg: SchemaArmConfig, seed: int, layout: str, planner, progress: bool) -> dict:
     env = PushArmEnv(LAYOUTS[layout], substeps=cfg.substeps)
     bar = progress_bar(cfg.eval_episodes, 0, progress, desc=f"seed {seed} {layout}", unit="ep")
     results = []
@@ -298,10 +303,16 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
             unit = f"eval/{seed}/{layout}"
             if unit in done:
                 continue
+            if not isinstance(rules_of[seed], SchemaPlanner):  # one per seed: compiled once
+                rules_of[seed] = make_schema_planner(
+                    arm_rules()[0], rules_of[seed], SchemaPlannerConfig(horizon=cfg.horizon),
+                    target=TARGET,
+                )
             record = eval_unit(cfg, seed, layout, rules_of[seed], progress)
             run.log(record)
             done[unit] = record
             run.save_checkpoint({"units": np.int64(len(done))})
+        _write(cfg, run, table(cfg, done))
     rows = table(cfg, done)
     print("schema_arm.py: seed  layout  model  success  ratio-to-train  note")
     for r in rows:
@@ -317,6 +328,13 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
             f"precision {fit['dynamics_precision']:.3f} recall {fit['dynamics_recall']:.3f}, "
             f"with reward {fit['all_precision']:.3f} / {fit['all_recall']:.3f}"
         )
+    return run
+
+
+def _write(cfg: SchemaArmConfig, run: RunDir, rows: list[dict]) -> None:
+    """The results CSV and the plot of the finished seeds."""
+    if not rows:
+        return
     if cfg.results_csv:
         path = Path(cfg.results_csv)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,13 +343,14 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
             writer.writeheader()
             writer.writerows(rows)
     _plot(cfg, run, rows)
-    return run
 
 
 def table(cfg: SchemaArmConfig, done: dict[str, dict]) -> list[dict]:
     """The CSV rows: per seed and layout, the schema planner's figures and the DBN's verdict."""
     rows = []
     for seed in cfg.seed_list:
+        if not all(f"eval/{seed}/{lay}" in done for lay in cfg.layout_list):
+            continue  # an unfinished seed (the table is rewritten after every seed)
         base = done[f"eval/{seed}/train"]["success_rate"]
         for layout in cfg.layout_list:
             m = done[f"eval/{seed}/{layout}"]
@@ -366,13 +385,14 @@ def _plot(cfg: SchemaArmConfig, run: RunDir, rows: list[dict]) -> None:
     layouts = list(cfg.layout_list)
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=120)
     x = np.arange(len(layouts))
-    for i, seed in enumerate(cfg.seed_list):
+    seeds = sorted({r["seed"] for r in rows})
+    for i, seed in enumerate(seeds):
         rates = [
             next(r["success_rate"] for r in rows
                  if r["seed"] == seed and r["layout"] == lay and r["model"] == "schema")
             for lay in layouts
         ]
-        width = 0.8 / len(cfg.seed_list)
+        width = 0.8 / len(seeds)
         ax.bar(x + i * width - 0.4 + width / 2, rates, width, label=f"seed {seed}")
     base = np.mean([
         r["success_rate"] for r in rows if r["layout"] == "train" and r["model"] == "schema"
