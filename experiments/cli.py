@@ -207,6 +207,9 @@ class CommandLine:
         layers: defaults over the class defaults, applied in order where they match.
         aliases: short flag names (`{"planner.horizon": "horizon"}`), one or a tuple per field.
         resume_help: --resume's help text.
+        results: a finished run's summary row ({column: value}) from its config and run
+            directory; given, the script takes `--results CSV` and writes the row there
+            (`write_results_row`), so a figure it reports leaves the machine as a small CSV.
     """
 
     prog: str
@@ -217,6 +220,7 @@ class CommandLine:
     layers: Sequence[Layer] = ()
     aliases: Mapping[str, str | tuple[str, ...]] = dataclasses.field(default_factory=dict)
     resume_help: str = "continue the run in --out from its last checkpoint"
+    results: Callable[[Any, RunDir], dict] | None = None
 
     def _has(self, name: str) -> bool:
         return any(f.name == name for f in dataclasses.fields(self.config))
@@ -267,6 +271,15 @@ class CommandLine:
         cfglib.add_arguments(parser, cfg, aliases=self.aliases, choices=choices)
         shown = self.out_help or str(self.out).replace("{", "<").replace("}", ">")
         add_run_arguments(parser, shown, self.resume_help)
+        if self.results is not None:
+            parser.add_argument(
+                "--results",
+                type=Path,
+                default=None,
+                metavar="CSV",
+                help="when the run has finished, write its summary row to this CSV (a row of "
+                "the same run directory name is replaced; e.g. experiments/results/NAME.csv)",
+            )
         return parser
 
     def _epilog(self) -> str:
@@ -321,7 +334,7 @@ class CommandLine:
         cfg, ns, parser = self._parse(argv)
         fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
         out = Path(self.out(cfg) if callable(self.out) else self.out.format(**fields))
-        return run_experiment(
+        run = run_experiment(
             parser,
             argv,
             cfglib.to_dict(cfg),
@@ -330,3 +343,28 @@ class CommandLine:
             lambda run, resume, progress: train(cfg, run, resume=resume, progress=progress),
             fatal=fatal,
         )
+        if self.results is not None and getattr(ns, "results", None) is not None:
+            write_results_row(ns.results, {"run": run.path.name, **self.results(cfg, run)})
+        return run
+
+
+def write_results_row(path: Path, row: dict) -> None:
+    """Write `row` into the CSV at `path` (created with a header from the row's keys), replacing
+    a row with the same "run"; rows stay sorted by run. The file is replaced atomically."""
+    import csv
+    import os
+
+    path = Path(path)
+    rows = []
+    if path.exists():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("run") != row["run"]]
+    rows = sorted([*rows, {k: str(v) for k, v in row.items()}], key=lambda r: r["run"])
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)

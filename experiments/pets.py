@@ -38,7 +38,7 @@ from experiments.mpc_episodes import (
 )
 from prototypes.agents.mpc import make_mpc_agent
 from prototypes.config import arg, check
-from prototypes.data.runs import RunDir
+from prototypes.data.runs import RunDir, read_metrics
 from prototypes.envs import ALL_TASKS, FETCH_TASKS, fetch, get_spec, make
 from prototypes.envs.costs import push_entities, push_reward
 from prototypes.envs.registry import EnvSpec
@@ -193,6 +193,37 @@ ALIASES = {
     "model.members": "ensemble",
 }
 
+
+def results_row(cfg: PETSConfig, run: RunDir) -> dict:
+    """A finished run's figures for `--results` (experiments/results/*.csv): its seed, episodes,
+    env steps, the mean return of the last 10 episodes, the best episode, success (Fetch), the
+    model evaluations per planning call and the wall-clock minutes spent acting and fitting."""
+    records = run.metrics()
+    # perf.jsonl is not truncated on resume: the last line of each episode counts
+    perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
+    returns = [r["return"] for r in records]
+    p = cfg.planner
+    sizes = [
+        max(int(p.population / p.population_decay**i), min(2 * p.elites, p.population))
+        for i in range(p.iterations)
+    ]
+    row = {
+        "env": cfg.env,
+        "model": cfg.model_kind,
+        "seed": cfg.seed,
+        "episodes": len(records),
+        "env_steps": records[-1]["env_steps"] if records else 0,
+        "last10_return": round(float(np.mean(returns[-10:])), 4) if returns else "",
+        "best_return": round(float(np.max(returns)), 4) if returns else "",
+        "evals_per_call": sum(sizes) * p.particles * p.horizon,
+        "act_minutes": round(sum(r["act_seconds"] for r in perf) / 60, 2),
+        "fit_minutes": round(sum(r["fit_seconds"] for r in perf) / 60, 2),
+    }
+    if cfg.env in FETCH_TASKS and records:
+        row[RATE] = records[-1][RATE]
+    return row
+
+
 COMMAND = CommandLine(
     prog="pets.py",
     description=__doc__,
@@ -200,6 +231,7 @@ COMMAND = CommandLine(
     out="runs/pets_{env}_{seed}",
     layers=LAYERS,
     aliases=ALIASES,
+    results=results_row,
 )
 
 

@@ -4,7 +4,8 @@
     python profiling/profile_planner.py --planner mppi        # timings only
     python profiling/profile_planner.py --trace /tmp/plan     # jax.profiler trace of the loop
 
-Fixed seed and sizes: the Reacher PETS defaults of pets.py (ensemble 5 x 3 x 128, TS-inf; CEM
+Fixed seed and sizes, kept so that runs compare across commits: the Reacher PETS defaults of
+pets.py before iCEM (ensemble 5 x 3 x 128, TS-inf; CEM
 population 200, 20 elites, 4 iterations, horizon 15, 5 particles), untrained weights (the cost
 of a call does not depend on them). Reported:
 - compile: `jax.jit(...).lower(...).compile()` of the planning call, timed alone;

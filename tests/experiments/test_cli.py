@@ -23,3 +23,17 @@ def test_throttle_is_due_once_per_interval_and_when_forced():
     assert due()
     with pytest.raises(ValueError, match="-1"):
         Throttle(-1.0)
+
+
+def test_write_results_row_replaces_the_same_run_and_keeps_order(tmp_path):
+    from experiments.cli import write_results_row
+
+    path = tmp_path / "results" / "r.csv"
+    write_results_row(path, {"run": "b", "seed": 1, "last10_return": -4.5})
+    write_results_row(path, {"run": "a", "seed": 0, "last10_return": -3.25})
+    write_results_row(path, {"run": "b", "seed": 1, "last10_return": -4.0})  # rerun of b
+    assert path.read_text().splitlines() == [
+        "run,seed,last10_return",
+        "a,0,-3.25",
+        "b,1,-4.0",
+    ]
