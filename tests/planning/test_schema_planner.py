@@ -56,6 +56,7 @@ def test_compiled_rules_by_hand():
     assert c.size[-1] > c.literals.shape[1]  # the dummy never holds
 
 
+@pytest.mark.slow  # jit compiles of the grounded graph: seconds on 2 busy cores
 def test_exact_step_agrees_with_schema_world_step():
     spec, rules = push_world()
     planner = _planner(3)
@@ -108,6 +109,7 @@ def test_plan_value_equals_enumeration_of_every_action_sequence(grip, blocks, go
     assert GAMMA**first == pytest.approx(best, rel=1e-6)
 
 
+@pytest.mark.slow  # jit compiles of the grounded graph: seconds on 2 busy cores
 def test_relaxed_reward_time_is_a_lower_bound_on_the_true_one():
     # on random 3 x 3 worlds: the relaxed messages over-approximate what is reachable, so the
     # first step at which they allow the reward is never later than enumeration's first reward
@@ -125,6 +127,7 @@ def test_relaxed_reward_time_is_a_lower_bound_on_the_true_one():
     assert checked >= 5
 
 
+@pytest.mark.slow  # jit compiles of the grounded graph: seconds on 2 busy cores
 def test_frozen_literals_are_never_changed():
     # a block on a goal at (0, 2) is frozen; pushing it right (onto the other goal) is refused
     s = _push_state((1, 5), (0, 1), [(0, 2)], [(0, 2), (0, 3)])
