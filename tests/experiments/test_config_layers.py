@@ -34,9 +34,20 @@ def _cem(**kw):
     return {f"planner.{k}": v for k, v in kw.items()}
 
 
+# iCEM at a fifth of the evaluations of the old CEM defaults (issue 14)
+_ICEM = _cem(
+    population=80,
+    elites=8,
+    iterations=3,
+    particles=4,
+    noise_beta=2.0,
+    population_decay=1.25,
+    keep_elites=0.3,
+    shift_elites=0.2,
+)
 PETS_TASKS = {
-    "reacher": {"episodes": 50, **_cem(population=200, elites=20, iterations=4, horizon=15)},
-    "pusher": {"episodes": 100, **_cem(population=200, elites=20, iterations=4, horizon=25)},
+    "reacher": {"episodes": 50, **_ICEM, "planner.horizon": 15},
+    "pusher": {"episodes": 100, **_ICEM, "planner.horizon": 25},
     # Fetch: mcts.py's episode counts and random episodes; the planner's reward per task
     "fetch_reach": {
         "episodes": 400,
