@@ -200,11 +200,6 @@ def results_row(cfg: PETSConfig, run: RunDir) -> dict:
     # perf.jsonl is not truncated on resume: the last line of each episode counts
     perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
     returns = [r["return"] for r in records]
-    p = cfg.planner
-    sizes = [
-        max(int(p.population / p.population_decay**i), min(2 * p.elites, p.population))
-        for i in range(p.iterations)
-    ]
     row = {
         "env": cfg.env,
         "model": cfg.model_kind,
@@ -213,7 +208,7 @@ def results_row(cfg: PETSConfig, run: RunDir) -> dict:
         "env_steps": records[-1]["env_steps"] if records else 0,
         "last10_return": round(float(np.mean(returns[-10:])), 4) if returns else "",
         "best_return": round(float(np.max(returns)), 4) if returns else "",
-        "evals_per_call": sum(sizes) * p.particles * p.horizon,
+        "evals_per_call": cfg.planner.evaluations(),
         "act_minutes": round(sum(r["act_seconds"] for r in perf) / 60, 2),
         "fit_minutes": round(sum(r["fit_seconds"] for r in perf) / 60, 2),
     }

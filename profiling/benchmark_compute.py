@@ -116,14 +116,6 @@ GRID: dict[str, tuple[Setting, ...]] = {
 GUIDE = _cem(50, 5, 2, 1, 10)  # the cheap oracle planner that collects the guided episodes
 
 
-def evaluations(cfg: PlannerConfig) -> int:
-    """Model evaluations per planning call: sum of the iterations' populations x P x T (the
-    population decay rule of planning/cem.py)."""
-    N, K = cfg.population, cfg.elites
-    sizes = [max(int(N / cfg.population_decay**i), min(2 * K, N)) for i in range(cfg.iterations)]
-    return sum(sizes) * cfg.particles * cfg.horizon
-
-
 def planner_config(base: PlannerConfig, setting: Setting, oracle: bool) -> PlannerConfig:
     """The grid row's planner: `setting` over PlannerConfig's class defaults (plain CEM), never
     over pets.py's current task defaults, so a row means the same whatever they become."""
@@ -192,7 +184,7 @@ def evaluate(env_name: str, model_kind: str, setting: Setting, episodes: int, fi
         "env": env_name,
         "model": model_kind,
         "config": setting.name,
-        "evals_per_action": evaluations(pcfg),
+        "evals_per_action": pcfg.evaluations(),
         "seconds_per_action": seconds / steps,
         "mean_return": float(np.mean(returns)),
         "stderr": float(np.std(returns, ddof=1) / np.sqrt(len(returns))) if episodes > 1 else 0.0,
@@ -315,8 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         for s in grid.values():
             print(
-                f"{s.name:<16} ensemble {evaluations(planner_config(base, s, False)):>7,} "
-                f"oracle {evaluations(planner_config(base, s, True)):>7,}  {s.note}"
+                f"{s.name:<16} ensemble {planner_config(base, s, False).evaluations():>7,} "
+                f"oracle {planner_config(base, s, True).evaluations():>7,}  {s.note}"
             )
         return
     out = args.csv or ROOT / "experiments" / "results" / f"compute_frontier_{args.env}.csv"

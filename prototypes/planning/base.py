@@ -95,6 +95,17 @@ class PlannerConfig:
             f"planner.shift_elites must be in [0, 1], got {self.shift_elites}",
         )
 
+    def iteration_sizes(self) -> list[int]:
+        """Candidates CEM evaluates at each iteration: population / decay^i (iCEM's decay), never
+        fewer than 2 x elites (or the population, if smaller). Kept and shifted elites take rows
+        of these, so the sizes are exact."""
+        N, K = self.population, self.elites
+        return [max(int(N / self.population_decay**i), min(2 * K, N)) for i in range(self.iterations)]
+
+    def evaluations(self) -> int:
+        """Model evaluations per planning call: the iterations' candidates x particles x horizon."""
+        return sum(self.iteration_sizes()) * self.particles * self.horizon
+
 
 @struct.dataclass
 class PlanState:

@@ -42,8 +42,7 @@ def make_cem(cfg: PlannerConfig, spec: EnvSpec) -> Planner:
     n_keep = min(int(round(cfg.keep_elites * K)), N)
     n_shift = min(int(round(cfg.shift_elites * K)), N - n_keep)
     alpha, iters, return_best, beta = cfg.alpha, cfg.iterations, cfg.return_best, cfg.noise_beta
-    # iCEM's population decay; every iteration keeps at least 2K samples (or N, if smaller)
-    sizes = [max(int(N / cfg.population_decay**i), min(2 * K, N)) for i in range(iters)]
+    sizes = cfg.iteration_sizes()  # iCEM's population decay
     low, high = action_bounds(spec)
     centre = (low + high) / 2
     std0 = cfg.init_std * (high - low) / 2

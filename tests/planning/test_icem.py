@@ -76,6 +76,9 @@ def test_population_decay_sets_each_iteration_size():
     )
     # one trace of the horizon scan per iteration (the iterations are unrolled)
     assert sizes == [64, 32, 16, 16]
+    # the config reports the same sizes, and evaluations = 128 candidates x 1 particle x 3 steps
+    assert cfg.iteration_sizes() == [64, 32, 16, 16]
+    assert cfg.evaluations() == 128 * cfg.particles * cfg.horizon == 128 * 1 * 3
 
 
 def test_shifted_elites_are_kept_and_the_optimum_is_still_found():
