@@ -5,6 +5,7 @@ episodes; hand-derived pushes, rewards and refusals; bad input named in one line
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from prototypes.envs.discrete_arm import (
     covered_goals,
     grid_state,
     push_next,
+    solve_steps,
 )
 from prototypes.envs.schema_world import step
 
@@ -109,3 +111,60 @@ def test_bad_input_is_named():
         spec.conjunction(("block", (0, 0), 2))
     with pytest.raises(ValueError, match="action 4 is out of range"):
         env.step(4)
+
+
+def _walls(rows: str) -> np.ndarray:
+    return np.array([[ch == "#" for ch in r] for r in rows.split()])
+
+
+def test_solve_steps_by_hand():
+    walls = LAYOUTS["train"].walls
+    # block (2, 2) one push from the goal (2, 3), gripper behind it at (2, 1): 1 step
+    assert solve_steps(walls, (2, 1), [(2, 2)], [(2, 3)]) == 1
+    # gripper ahead of it instead, at (2, 3), goal (2, 4): round the block to (2, 1) (up,
+    # left, left, down: 4 moves) then push twice: 6 steps
+    assert solve_steps(walls, (2, 3), [(2, 2)], [(2, 4)]) == 6
+    # a block in the corner (1, 1) can never leave it: a goal elsewhere is unreachable
+    assert solve_steps(walls, (2, 2), [(1, 1)], [(5, 5)]) is None
+    # already covered: 0; a bound shorter than the shortest solution: None
+    assert solve_steps(walls, (2, 1), [(2, 2)], [(2, 2)]) == 0
+    assert solve_steps(walls, (2, 1), [(2, 2)], [(2, 4)]) == 2
+    assert solve_steps(walls, (2, 1), [(2, 2)], [(2, 4)], max_steps=1) is None
+
+
+@pytest.mark.slow  # 4^6 sequences stepped on the host: ~3 s
+def test_solve_steps_equals_enumeration_of_every_action_sequence():
+    # 5 x 5 map with a 3 x 3 interior: every sequence of up to 6 actions, stepped by push_next
+    walls = _walls("##### #...# #...# #...# #####")
+    rng = np.random.default_rng(3)
+    free = np.argwhere(~walls)
+    found = []
+    for _ in range(5):
+        cells = free[rng.choice(len(free), 4, replace=False)]
+        grip, blocks, goals = cells[0], cells[1:3], cells[2:4]  # one block starts on a goal
+        s0 = grid_state(walls, grip, blocks, goals)
+        best = None
+        for length in range(7):
+            for seq in itertools.product(range(4), repeat=length):
+                s = s0
+                for a in seq:
+                    s = push_next(s, a)
+                if covered_goals(s) == 2:
+                    best = length
+                    break
+            if best is not None:
+                break
+        assert solve_steps(walls, grip, blocks, goals, max_steps=6) == best
+        found.append(best)
+    assert any(n is None for n in found) and any(n is not None and n > 1 for n in found), found
+
+
+@pytest.mark.slow  # an exhaustive search of an unsolvable draw: ~3 s
+def test_resets_are_solvable_within_the_step_limit():
+    env = _env("three_blocks")
+    lay = env.layout
+    for seed in range(1_000_000, 1_000_003):  # ep 0 of seed 0's evaluation draws an unsolvable
+        s, _ = env.reset(seed=seed)  # placement first (blocks walled in by each other)
+        n = solve_steps(lay.walls, np.argwhere(s[..., 0])[0], np.argwhere(s[..., 1]),
+                        np.argwhere(s[..., 3]), lay.max_steps)
+        assert n is not None and 0 < n <= lay.max_steps
