@@ -63,6 +63,7 @@ __all__ = [
     "brute_force_value",
     "search",
     "plan_search",
+    "solve",
 ]
 
 
@@ -148,11 +149,14 @@ class SchemaPlanner:
     expand: (states bool [N, H, W, K], frozen) -> (children [N, A, H, W, K], rewards [N, A],
         first relaxed reward [N, A], frozen literal changed [N, A], cells meeting the target
         [N, A] (0 without a target)): one breadth-first layer of `search`.
+    children: states bool [N, H, W, K] -> (children [N, A, H, W, K], rewards [N, A], cells
+        meeting the target [N, A]): `expand` without the relaxed messages, for `solve`.
     count: state -> int, the cells meeting the target (0 without one).
     target: whether the reward is a target state (`make_schema_planner`).
     """
 
     expand: Callable
+    children: Callable
     count: Callable
     step: Callable
     first_reward: Callable
@@ -304,8 +308,16 @@ def make_schema_planner(
 
         return jax.vmap(one)(states)
 
+    def children(states):  # [N, H, W, K] -> every action's child, reward, target count
+        def one(state):
+            nxt, r = jax.vmap(step, in_axes=(None, 0))(state, jnp.arange(A))
+            return nxt, r, jax.vmap(count)(nxt)
+
+        return jax.vmap(one)(states)
+
     return SchemaPlanner(
         expand=jax.jit(expand),
+        children=jax.jit(children),
         count=jax.jit(count),
         step=jax.jit(step),
         first_reward=jax.jit(first_reward),
@@ -425,3 +437,70 @@ def plan_search(
         if how == "reward":
             break
     return actions, rewards
+
+
+SOLVE_CHUNK = 256  # states per `children` call in `solve` (one compiled batch size)
+
+
+def solve(
+    planner: SchemaPlanner,
+    state: Bool[np.ndarray, "H W K"],
+    want: int,
+    max_nodes: int = 200_000,
+) -> tuple[list[int], int]:
+    """The shortest action sequence to a state with `want` cells meeting the target, by
+    breadth-first search over the exact grounded graph (the model's deterministic step).
+
+    Max-product on the unrolled graph with x[0] clamped is a max over action sequences; on a
+    deterministic model two sequences that reach the same state have the same future, so
+    merging them (dynamic programming over distinct states, as Viterbi does) makes the
+    exhaustive max tractable: breadth-first order gives the shortest sequence, which is the
+    max-product plan under a discount < 1. Where the relaxed messages (`plan`, `search`)
+    follow a heuristic and can walk into a dead end (a block pushed against a wall it can
+    never leave, a covered goal in the way of the next block), this explores every distinct
+    state up to the solution's depth, so it finds a plan whenever the model says one exists
+    within `max_nodes` expanded states. Needs a target (`make_schema_planner(target=...)`).
+
+    Returns:
+        (actions, expanded): actions [] if `state` already meets `want` or nothing within
+        `max_nodes` does (expanded then tells which: >= max_nodes means the budget ran out).
+
+    Raises:
+        ValueError: a planner without a target.
+    """
+    if not planner.target:
+        raise ValueError("solve needs a planner with a target (make_schema_planner(target=...))")
+    state = np.asarray(state, bool)
+    if int(planner.count(state)) >= want:
+        return [], 0
+    root = np.packbits(state).tobytes()
+    parent: dict[bytes, tuple[bytes, int]] = {root: (b"", -1)}
+    frontier = state[None]
+    expanded = 0
+    while len(frontier) and expanded < max_nodes:
+        nxt_frontier = []
+        for lo in range(0, len(frontier), SOLVE_CHUNK):
+            part = frontier[lo : lo + SOLVE_CHUNK]
+            batch = np.zeros((SOLVE_CHUNK, *state.shape), bool)
+            batch[: len(part)] = part
+            kids, _, count = (np.asarray(x) for x in planner.children(batch))
+            keys = np.packbits(part.reshape(len(part), -1), axis=1)
+            kid_keys = np.packbits(kids[: len(part)].reshape(len(part), planner.num_actions, -1),
+                                   axis=2)
+            expanded += len(part)
+            for i in range(len(part)):
+                pk = keys[i].tobytes()
+                for a in range(planner.num_actions):
+                    key = kid_keys[i, a].tobytes()
+                    if key in parent:
+                        continue
+                    parent[key] = (pk, a)
+                    if count[i, a] >= want:
+                        path = []
+                        while key != root:
+                            key, act = parent[key]
+                            path.append(act)
+                        return path[::-1], expanded
+                    nxt_frontier.append(kids[i, a])
+        frontier = np.asarray(nxt_frontier, bool).reshape(-1, *state.shape)
+    return [], expanded

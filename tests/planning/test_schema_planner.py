@@ -7,7 +7,14 @@ import functools
 import numpy as np
 import pytest
 
-from prototypes.envs.discrete_arm import arm_rules, grid_state, push_next
+from prototypes.envs.discrete_arm import (
+    LAYOUTS,
+    arm_rules,
+    covered_goals,
+    grid_state,
+    push_next,
+    solve_steps,
+)
 from prototypes.envs.schema_world import push_world, sample_states, step
 from prototypes.planning.schema_planner import (
     SchemaPlannerConfig,
@@ -16,6 +23,7 @@ from prototypes.planning.schema_planner import (
     make_schema_planner,
     plan_search,
     search,
+    solve,
 )
 
 GAMMA = 0.95
@@ -171,3 +179,32 @@ def test_bad_target_is_named():
         make_schema_planner(spec, rules, target=(("block", 2),))
     with pytest.raises(ValueError, match="horizon must be >= 1"):
         SchemaPlannerConfig(horizon=0)
+
+
+@pytest.mark.slow
+def test_solve_finds_the_shortest_plan_that_covers_every_goal():
+    # the exact search on the true arm schemas against discrete_arm.solve_steps (a BFS over
+    # gripper cell and block set, written separately on push_next) on two-block placements of
+    # the training map; the plan, replayed with push_next, covers both goals
+    spec, rules = arm_rules()
+    planner = make_schema_planner(
+        spec, rules, SchemaPlannerConfig(horizon=4), target=(("block", 1), ("goal", 1))
+    )
+    walls = LAYOUTS["train"].walls
+    for grip, blocks, goals in (
+        ((2, 1), [(2, 2), (5, 5)], [(2, 4), (5, 4)]),  # two straight pushes and a walk
+        ((6, 6), [(2, 2), (2, 5)], [(2, 3), (1, 6)]),  # the second block pushed up, then right
+    ):
+        s = grid_state(walls, grip, blocks, goals)
+        actions, expanded = solve(planner, s, want=2)
+        assert len(actions) == solve_steps(walls, grip, blocks, goals) and expanded > 0
+        x = s
+        for a in actions:
+            x = push_next(x, a)
+        assert covered_goals(x) == 2
+    # a block walled into the corner (1, 1): the goal (5, 5) is out of reach: nothing found
+    s = grid_state(walls, (2, 2), [(1, 1)], [(5, 5)])
+    assert solve(planner, s, want=1, max_nodes=10_000)[0] == []
+    assert solve(planner, grid_state(walls, (2, 1), [(2, 2)], [(2, 2)]), want=1) == ([], 0)
+    with pytest.raises(ValueError, match="solve needs a planner with a target"):
+        solve(_planner(2), _push_state((4, 4), (1, 1), [], []), want=1)
