@@ -52,6 +52,7 @@ from numpy.typing import ArrayLike
 
 from prototypes.config import arg, check
 from prototypes.envs.factored_mdp import FactoredMDP, FactoredSpec, RewardTerm, check_states
+from prototypes.envs.registry import EnvSpec
 from prototypes.envs.schema_world import SchemaRules, SchemaSpec, manhattan_offsets
 
 __all__ = [
@@ -79,6 +80,9 @@ __all__ = [
     "push_arm_xml",
     "push_next",
     "solve_steps",
+    "push_arm_spec",
+    "cell_dbn_spec",
+    "cell_dbn_state",
 ]
 
 NAMES = ("obj_x", "obj_y", "rel_x", "rel_y", "goal_x", "goal_y")
@@ -491,7 +495,7 @@ def arm_rules() -> tuple[SchemaSpec, SchemaRules]:
     - solid on: d & block@behind=1 & gripper@behind2=1
     - reward (a block arrives on an empty goal): d & goal@0=1 & solid@0=0 & block@behind=1 &
       gripper@behind2=1
-    Goals never change. 24 attribute schemas and 4 reward schemas.
+    Goals never change. 32 attribute schemas (8 per direction) and 4 reward schemas.
     """
     spec = arm_schema_spec()
     c = spec.conjunction
@@ -776,3 +780,72 @@ class PushArmEnv(gym.Env):
         terminated = covered_goals(self._state) == self.layout.goals
         truncated = self._t >= self.layout.max_steps
         return self._state.copy(), reward, terminated, truncated, {}
+
+
+# --- the multi-block task for the WorldModel interface (registry models, MCTS) ------------------
+
+
+def push_arm_spec(layout: PushLayout) -> EnvSpec:
+    """The task as an `EnvSpec` for world models and MCTS: the observation is the entity grid
+    flattened, float32 [W W 4] (index (r W + c) 4 + k, 1.0 where attribute k holds); the action
+    is a one-hot row [4] of ARM_ACTIONS (the MCTS codebook is eye(4); a model reads the argmax).
+    reward_fn(obs, action, next) = goals covered in next - in obs; done_fn(next) = every goal
+    covered (the env's reward and termination), both rounding the grid at 0.5 so they also
+    read a learned model's continuous prediction. Not a gymnasium id: episodes run in
+    `PushArmEnv`.
+    """
+    w = layout.width
+
+    def covered(obs):
+        grid = jnp.reshape(obs, (w, w, 4)) > 0.5
+        return jnp.sum(grid[..., BLOCK] & grid[..., GOAL]).astype(jnp.float32)
+
+    def reward_fn(obs, action, next_obs):
+        del action
+        return covered(next_obs) - covered(obs)
+
+    def done_fn(next_obs):
+        grid = jnp.reshape(next_obs, (w, w, 4)) > 0.5
+        return jnp.all(grid[..., BLOCK] | ~grid[..., GOAL])
+
+    n = len(ARM_ACTIONS)
+    return EnvSpec(
+        name="push_arm",
+        gym_id="",
+        obs_dim=w * w * 4,
+        act_dim=n,
+        action_low=(0.0,) * n,
+        action_high=(1.0,) * n,
+        episode_steps=layout.max_steps,
+        reward_fn=reward_fn,
+        done_fn=done_fn,
+    )
+
+
+CELL_NAMES = ("grip_r", "grip_c", "block_r", "block_c", "goal_r", "goal_c")
+
+
+def cell_dbn_spec(width: int) -> FactoredSpec:
+    """A one-block abstraction for the factored DBN (models/factored.py, full tables): the
+    absolute cells (row, col) of the gripper, the block and the goal, W values each, actions
+    ARM_ACTIONS; reward 1 on the state where the block is on the goal, which ends the episode.
+    Walls have no variable: a DBN learns them into its tables, for the map it was fit on."""
+    eye = np.eye(width)
+    on_goal = eye[:, None, :, None] * eye[None, :, None, :]  # [block_r, block_c, goal_r, goal_c]
+
+    def done_fn(state):
+        return (state[2] == state[4]) & (state[3] == state[5])
+
+    terms = (RewardTerm(("block_r", "block_c", "goal_r", "goal_c"), on_goal),)
+    return FactoredSpec(CELL_NAMES, (width,) * 6, len(ARM_ACTIONS), terms, done_fn)
+
+
+def cell_dbn_state(state: ArrayLike) -> np.ndarray | None:
+    """The entity grid bool [W, W, 4] as `cell_dbn_spec` variables int32 [6], or None when it
+    has other than one block and one goal (the DBN has no variables for them)."""
+    s = np.asarray(state, bool)
+    blocks, goals = np.argwhere(s[..., BLOCK]), np.argwhere(s[..., GOAL])
+    if len(blocks) != 1 or len(goals) != 1:
+        return None
+    grip = np.argwhere(s[..., GRIPPER])[0]
+    return np.concatenate([grip, blocks[0], goals[0]]).astype(np.int32)

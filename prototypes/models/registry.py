@@ -37,6 +37,7 @@ from prototypes.models.abstraction import make_abstract_model
 from prototypes.models.base import WorldModel
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
 from prototypes.models.factored import FactoredModelConfig, make_factored_model, state_to_dbn
+from prototypes.models.schema import SchemaModelConfig, make_schema_model
 from prototypes.models.structured import StructuredConfig, make_structured, tasks_with_layout
 
 __all__ = [
@@ -299,4 +300,20 @@ register_model(
     lambda cfg, spec, env: make_structured(cfg, spec),
     "probabilistic ensemble of object-factored graph networks over the task's entities",
     tasks=tasks_with_layout(),
+)
+
+
+def _build_schema(cfg: SchemaModelConfig, spec: EnvSpec, env: gym.Env | None) -> WorldModel:
+    """Learned schemas over the multi-block arm's entity grid (models/schema.py)."""
+    from prototypes.envs.discrete_arm import arm_schema_spec  # MuJoCo env module: on demand
+
+    return make_schema_model(cfg, spec, arm_schema_spec())
+
+
+register_model(
+    "schema",
+    SchemaModelConfig,
+    _build_schema,
+    "lifted AND/OR schemas over the entity grid, most likely next state (push_arm)",
+    tasks=("push_arm",),
 )

@@ -77,9 +77,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Bool, Int
+from flax import struct
+from jaxtyping import Array, Bool, Float, Int
 
+from prototypes.config import arg, check
 from prototypes.envs.schema_world import (
     Schema,
     SchemaRules,
@@ -99,6 +103,10 @@ __all__ = [
     "format_rules",
     "event_names",
     "schema_factor_graph",
+    "SchemaModelConfig",
+    "SchemaModelState",
+    "rules_to_state",
+    "make_schema_model",
 ]
 
 
@@ -542,3 +550,162 @@ def schema_factor_graph(spec: SchemaSpec, rules: SchemaRules, event: str):
     variables[event] = Variable(event, 2)
     factors.append(OrFactor(tuple(heads), event))
     return FactorGraph(tuple(variables.values()), tuple(factors))
+
+
+
+# --- behind the WorldModel interface ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaModelConfig:
+    max_schemas: int = arg(256, "rows of the model state's fixed schema table (more is an error)")
+    max_seeds: int = arg(16, "seed instances tried per added schema (learn_schemas)")
+
+    def __post_init__(self) -> None:
+        check(self.max_schemas >= 1, f"max_schemas must be >= 1, got {self.max_schemas}")
+        check(self.max_seeds >= 1, f"max_seeds must be >= 1, got {self.max_seeds}")
+
+
+@struct.dataclass
+class SchemaModelState:
+    """The learned attribute schemas as a fixed-size table (S = max_schemas rows; unused rows
+    never hold), so refitting never retraces `predict`.
+
+    Attributes:
+        literals: float32 [S, 2OK], 1 where the schema needs a state literal (the feature
+            layout of schema_world.ground without the action part).
+        size: float32 [S], how many state literals it needs (2OK + 1 on unused rows).
+        actions: bool [S, A], the actions under which it can hold.
+        events: float32 [S, 2K], its event: column 2k turns attribute k on, 2k + 1 off.
+        num_schemas: int32, rows in use.
+    """
+
+    literals: Float[Array, "S L"]
+    size: Float[Array, " S"]
+    actions: Bool[Array, "S A"]
+    events: Float[Array, "S E"]
+    num_schemas: Int[Array, ""]
+
+
+def rules_to_state(spec: SchemaSpec, rules: SchemaRules, max_schemas: int) -> SchemaModelState:
+    """The attribute schemas of `rules` (reward schemas are not part of the model) as a table.
+
+    Raises:
+        ValueError: rules that do not fit the spec, or more schemas than `max_schemas`.
+    """
+    rules.check(spec)
+    K, A = spec.num_attributes, len(spec.actions)
+    n_state = 2 * spec.num_offsets * K
+    rows = [(sch, 2 * k) for k in range(K) for sch in rules.on[k]]
+    rows += [(sch, 2 * k + 1) for k in range(K) for sch in rules.off[k]]
+    if len(rows) > max_schemas:
+        raise ValueError(
+            f"{len(rows)} attribute schemas do not fit max_schemas={max_schemas}; raise it"
+        )
+    literals = np.zeros((max_schemas, n_state), np.float32)
+    size = np.full(max_schemas, n_state + 1.0, np.float32)
+    actions = np.zeros((max_schemas, A), bool)
+    events = np.zeros((max_schemas, 2 * K), np.float32)
+    for i, (sch, event) in enumerate(rows):
+        state_lits = [f for f in sch if f < n_state]
+        acts = {f - n_state for f in sch if f >= n_state}
+        literals[i, state_lits] = 1.0
+        size[i] = len(state_lits)
+        if len(acts) <= 1:  # no action literal: any action; two different ones: never
+            actions[i] = True if not acts else np.arange(A) == acts.pop()
+        events[i, event] = 1.0
+    return SchemaModelState(
+        literals=jnp.asarray(literals),
+        size=jnp.asarray(size),
+        actions=jnp.asarray(actions),
+        events=jnp.asarray(events),
+        num_schemas=jnp.int32(len(rows)),
+    )
+
+
+def _grid_step(
+    spec: SchemaSpec, state: SchemaModelState, grid: Bool[Array, "H W K"], action: Int[Array, ""]
+) -> Bool[Array, "H W K"]:
+    """One deterministic step of the schemas on one grid (pure JAX): a schema holds at a cell
+    when all its literals do and the action is one of its actions; an attribute turns on (off)
+    where one of its on- (off-) schemas holds, and persists otherwise."""
+    H, W, K = grid.shape
+    R = spec.radius
+    pad = jnp.asarray(spec.pad, bool)
+    padded = jnp.broadcast_to(pad, (H + 2 * R, W + 2 * R, K)).at[R : R + H, R : R + W].set(grid)
+    windows = jnp.stack(
+        [padded[R + dr : R + dr + H, R + dc : R + dc + W] for dr, dc in spec.offsets], axis=2
+    )  # [H, W, O, K]
+    truth = jnp.stack([~windows, windows], -1).reshape(H * W, -1).astype(jnp.float32)
+    holds = (truth @ state.literals.T >= state.size[None]) & state.actions[:, action][None]
+    fired = (holds.astype(jnp.float32) @ state.events > 0).reshape(H, W, 2 * K)
+    return jnp.where(grid, ~fired[..., 1::2], fired[..., 0::2])
+
+
+def make_schema_model(cfg: SchemaModelConfig, spec, world: SchemaSpec):
+    """The learned schemas behind the `WorldModel` interface (models/base.py).
+
+    Planning states are the entity grid flattened, float [B, H W K] (attribute k of cell (r, c)
+    at index (r W + c) K + k, > 0.5 meaning 1); actions are [B, A] rows whose argmax is the
+    action (one-hot rows: the MCTS codebook eye(A)). `predict` is the most likely next state,
+    which for these deterministic schemas is the only one (the key is unused), with the task's
+    reward r(obs, action, next) and termination from `spec` (an `EnvSpec`). The schemas are
+    lifted, so one fitted state predicts any grid size: H = W = sqrt(O / K) is read from the
+    observation at trace time. `fit` runs `learn_rules` on all of `data` (host-side) and
+    replaces the schemas.
+
+    Args:
+        cfg: table size and learner setting.
+        spec: the task (`reward_fn`, `done_fn`, `act_dim` = number of actions).
+        world: the grid's attributes, actions and offsets (e.g. discrete_arm.arm_schema_spec()).
+
+    Raises:
+        ValueError: an action size that is not the world's number of actions.
+    """
+    from prototypes.models.base import WorldModel
+    from prototypes.types import Step
+
+    K = world.num_attributes
+    if spec.act_dim != len(world.actions):
+        raise ValueError(
+            f"the task has {spec.act_dim} action dims but the schema world {len(world.actions)} "
+            "actions; actions must be one-hot rows over the world's actions"
+        )
+    reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
+    max_schemas, max_seeds = cfg.max_schemas, cfg.max_seeds
+
+    def side(obs_dim: int) -> int:
+        w = int(round(np.sqrt(obs_dim / K)))
+        if w * w * K != obs_dim:
+            raise ValueError(f"observation size {obs_dim} is not W * W * {K} for any W")
+        return w
+
+    def init(key, example):
+        del key, example
+        return rules_to_state(world, SchemaRules(on=((),) * K, off=((),) * K), max_schemas)
+
+    def predict(state, key, obs, action):
+        del key
+        w = side(obs.shape[-1])
+        grids = jnp.reshape(obs, (-1, w, w, K)) > 0.5
+        acts = jnp.argmax(action, axis=-1)
+        nxt = jax.vmap(_grid_step, in_axes=(None, None, 0, 0))(world, state, grids, acts)
+        nxt = nxt.reshape(obs.shape).astype(jnp.float32)
+        return Step(obs=nxt, reward=reward_fn(obs, action, nxt), done=done_fn(nxt))
+
+    def fit(state, key, data):
+        del state, key
+        obs = np.asarray(data.obs)
+        w = side(obs.shape[-1])
+        grids = obs.reshape(-1, w, w, K) > 0.5
+        nxt = np.asarray(data.next_obs).reshape(-1, w, w, K) > 0.5
+        acts = np.argmax(np.asarray(data.action), axis=-1)
+        fit_ = learn_rules(world, grids, acts, nxt, max_seeds=max_seeds)
+        new = rules_to_state(world, fit_.rules, max_schemas)
+        leftover = sum(len(v) for v in fit_.leftover.values())
+        return new, {"model/schemas": new.num_schemas, "model/leftover": jnp.int32(leftover)}
+
+    def summary(state):
+        return {"model/schemas": int(state.num_schemas)}
+
+    return WorldModel(init=init, predict=predict, fit=fit, name="schema", summary=summary)
