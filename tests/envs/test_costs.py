@@ -32,6 +32,36 @@ def test_push_reward_on_fetch_push_by_hand():
     np.testing.assert_allclose(wide(obs, action, nxt), -0.5, atol=1e-6)
 
 
+def test_clearance_term_by_hand():
+    reward = costs.push_reward(get_spec("fetch_push").layout)
+    action = obs = jnp.zeros(28)  # neither is read
+    # object (1.0, 0.5, 0.4), goal (1.0, 0.9, 0.4): |o - g| = 0.4, u = (0, -1, 0), the pushing
+    # point is (1.0, 0.47, 0.4). Defaults: c = 0.2, R = 0.08, H = 0.05, a = 0.01.
+    obj, goal = [1.0, 0.5, 0.4], [1.0, 0.9, 0.4]
+    cases = [
+        # gripper on the goal's side at the object's height: d = (0, 0.05, 0), |d_h| = 0.05 < R,
+        # along = d_h . u_h = -0.05 < a, low = clip((0.05 - 0) / 0.05) = 1: the full 0.2;
+        # |p - point| = 0.08: r = -0.4 - 0.5 * 0.08 - 0.2 = -0.64
+        ([1.0, 0.55, 0.4], -0.64),
+        # 3 cm higher: low = (0.05 - 0.03) / 0.05 = 0.4, cost 0.08; |p - point| =
+        # sqrt(0.08^2 + 0.03^2) = 0.0854400375: r = -0.4 - 0.0427200187 - 0.08
+        ([1.0, 0.55, 0.43], -0.5227200187),
+        # 9 cm to the side, beyond R: no cost; |p - point| = sqrt(0.09^2 + 0.03^2) = 0.0948683298
+        ([1.09, 0.5, 0.4], -0.4474341649),
+        # behind the object, pushing: along = 0.04 >= a, no cost; |p - point| = 0.01
+        ([1.0, 0.46, 0.4], -0.405),
+        # 5 cm above its centre: low = 0, no cost; |p - point| = sqrt(0.03^2 + 0.05^2)
+        ([1.0, 0.5, 0.45], -0.4 - 0.5 * 0.0583095189),
+    ]
+    for grip, expected in cases:
+        nxt = _fetch_push_obs(grip, obj, goal)
+        np.testing.assert_allclose(reward(obs, action, nxt), expected, atol=1e-6, err_msg=grip)
+    # c = 0 is the reward without the term: the first case loses its 0.2
+    plain = costs.push_reward(get_spec("fetch_push").layout, clearance=0.0)
+    nxt = _fetch_push_obs(cases[0][0], obj, goal)
+    np.testing.assert_allclose(plain(obs, action, nxt), -0.44, atol=1e-6)
+
+
 def test_push_reward_on_pusher_by_hand_and_batched():
     reward = costs.push_reward(get_spec("pusher").layout)
     obs = np.zeros((2, 23), np.float32)  # tips_arm [14:17], object [17:20], goal [20:23]
@@ -70,3 +100,7 @@ def test_push_reward_needs_an_arm_an_object_and_a_goal(task, fragment):
         costs.push_entities(None)
     with pytest.raises(ValueError, match="must be >= 0"):
         costs.push_reward(get_spec("pusher").layout, behind=-0.1)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        costs.push_reward(get_spec("pusher").layout, clearance=-0.1)
+    with pytest.raises(ValueError, match="height must be > 0"):
+        costs.push_reward(get_spec("pusher").layout, height=0.0)
