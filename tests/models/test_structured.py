@@ -271,3 +271,30 @@ def test_pooled_normalizer_shares_statistics_within_a_key():
     np.testing.assert_allclose(norm.mean, [3.0, 3.0, 0.0, 0.0])
     np.testing.assert_allclose(norm.std, [np.sqrt(5.0), np.sqrt(5.0), 1.0, 1.0], rtol=1e-6)
     assert not bool(norm.constant.any())
+
+
+def test_object_velocity_off_hides_the_objects_own_velocity():
+    """FetchPush's object reads velocity [14:20] and rotation [11:14] (kinds in INPUT_KINDS order);
+    without `object_velocity` only its rotation, and the gripper's inputs are unchanged. The
+    model's object position then does not depend on the object's velocity entries at all."""
+    layout = get_spec("fetch_push").layout
+    with_v = compile_graph(layout, 4, object_velocity=True)
+    without = compile_graph(layout, 4, object_velocity=False)
+    obj = {g.type: g for g in with_v.groups}[OBJECT]
+    obj_off = {g.type: g for g in without.groups}[OBJECT]
+    np.testing.assert_array_equal(obj.in_idx, [[14, 15, 16, 17, 18, 19, 11, 12, 13]])
+    np.testing.assert_array_equal(obj_off.in_idx, [[11, 12, 13]])
+    arm, arm_off = ({g.type: g for g in gr.groups}[ARM] for gr in (with_v, without))
+    np.testing.assert_array_equal(arm.in_idx, arm_off.in_idx)
+    np.testing.assert_array_equal(obj.out_idx, obj_off.out_idx)  # it still predicts them
+    model = make_structured(
+        replace(TINY, propagation="expectation", object_velocity=False), get_spec("fetch_push")
+    )
+    state = _randomise(model.init(jax.random.key(0), None), jax.random.key(1))
+    obs = jax.random.normal(jax.random.key(2), (4, 28))
+    action = jax.random.uniform(jax.random.key(3), (4, 4), minval=-1, maxval=1)
+    kicked = obs.at[:, 14:20].add(jax.random.normal(jax.random.key(4), (4, 6)))
+    predict = jax.jit(model.predict)
+    a = predict(state, jax.random.key(5), obs, action).obs
+    b = predict(state, jax.random.key(5), kicked, action).obs
+    np.testing.assert_array_equal(a[:, 3:6] - obs[:, 3:6], b[:, 3:6] - kicked[:, 3:6])
