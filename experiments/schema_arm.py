@@ -547,6 +547,7 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
             run.save_checkpoint({"units": np.int64(len(done))})
         _write(cfg, run, table(cfg, done))
     rows = table(cfg, done)
+    _write(cfg, run, rows)  # also on a --resume of a finished run (same rows, plot redrawn)
     print("schema_arm.py: seed  layout        model          success  ratio  episodes  note")
     for r in rows:
         print(
@@ -622,10 +623,11 @@ def _plot(cfg: SchemaArmConfig, run: RunDir, rows: list[dict]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     layouts = list(cfg.layout_list)
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
-    fig, ax = plt.subplots(figsize=(7.2, 3.9), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.4, 3.9), dpi=120)
     x = np.arange(len(layouts))
     width = 0.8 / len(models)
     for i, model in enumerate(models):
@@ -638,7 +640,6 @@ def _plot(cfg: SchemaArmConfig, run: RunDir, rows: list[dict]) -> None:
                 continue
             ax.bar(pos[j], np.mean(rates), width, color=f"C{i}")
             ax.plot([pos[j]] * len(rates), rates, "k.", markersize=3)
-        ax.bar([], [], color=f"C{i}", label=model)
     base = [r["success_rate"] for r in rows if r["layout"] == "train" and r["model"] == "schema"]
     ax.axhline(0.9 * np.mean(base), color="k", linestyle="--", linewidth=1,
                label="0.9 x schema on training layout")
@@ -650,9 +651,9 @@ def _plot(cfg: SchemaArmConfig, run: RunDir, rows: list[dict]) -> None:
         "(bars: mean over seeds, dots: seeds)",
         fontsize=8,
     )
-    handles, labels = ax.get_legend_handles_labels()
-    keep = {lab: h for h, lab in zip(handles, labels, strict=True)}
-    ax.legend(keep.values(), keep.keys(), fontsize=7, loc="upper right")
+    handles = [Patch(color=f"C{i}", label=m) for i, m in enumerate(models)]
+    handles += ax.get_legend_handles_labels()[0]  # the dashed line
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     run.plots_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ three-block 10 x 10 layout at horizon 20 in under 1 s after compilation).
 
 Layout: discrete_arm.LAYOUTS["big_three_blocks"] (10 x 10 map with walls, 3 blocks, 3 goals),
 start states from its seeded resets; schemas: the task's true ones (discrete_arm.arm_rules,
-which the learner recovers exactly from 100 one-block episodes; experiments/schema_arm.py),
+which the learner recovers exactly from 200 random one-block episodes; 100 were not enough
+for seed 2; experiments/schema_arm.py),
 reward: a block on a goal. Two plans are timed, compile (first call) apart:
 
 - `plan`: one jitted call, the greedy decode of `horizon` actions, each from the max-marginals
@@ -14,7 +15,11 @@ reward: a block on a goal. Two plans are timed, compile (first call) apart:
   binary variables);
 - `plan_search`: enforced hill climbing on the exact grounded graph with the relaxed messages
   as its estimate (what experiments/schema_arm.py acts with), until the first block is on a
-  goal or `horizon` actions; host loop over jitted batches.
+  goal or `horizon` actions; host loop over jitted batches;
+- `solve`: the exact search experiments/schema_arm.py plans with by default: breadth-first
+  over the distinct states of the exact grounded graph to the shortest plan covering *every*
+  goal (any length; checked against discrete_arm.solve_steps); host loop over jitted batches
+  of SOLVE_CHUNK states.
 
 Prints median and max seconds per plan over `--starts` start states, and the plan lengths.
 """
@@ -28,12 +33,14 @@ import time
 import jax
 import numpy as np
 
-from prototypes.envs.discrete_arm import LAYOUTS, PushArmEnv, arm_rules
+from prototypes.envs.discrete_arm import GOAL, LAYOUTS, PushArmEnv, arm_rules, solve_steps
 from prototypes.planning.schema_planner import (
     CHUNKS,
+    SOLVE_CHUNK,
     SchemaPlannerConfig,
     make_schema_planner,
     plan_search,
+    solve,
 )
 
 
@@ -84,6 +91,22 @@ def main() -> None:
     print(f"benchmark_schema.py: plan_search (hill climbing): compile {compile_search:.2f} s, "
           f"median {np.median(times):.4f} s, max {np.max(times):.4f} s per plan; "
           f"lengths {lengths}; a block reaches a goal in {sum(got)}/{len(got)} plans")
+    t0 = time.perf_counter()
+    jax.block_until_ready(planner.children(np.zeros((SOLVE_CHUNK, *frozen.shape), bool)))
+    compile_solve = time.perf_counter() - t0
+    times, lengths, nodes, agree = [], [], [], 0
+    for s in starts:
+        t0 = time.perf_counter()
+        actions, expanded = solve(planner, s, int(s[..., GOAL].sum()))
+        times.append(time.perf_counter() - t0)
+        lengths.append(len(actions))
+        nodes.append(expanded)
+        cells = [np.argwhere(s[..., k]) for k in range(4)]
+        agree += len(actions) == solve_steps(layout.walls, cells[0][0], cells[1], cells[3])
+    print(f"benchmark_schema.py: solve (exact, every goal): compile {compile_solve:.2f} s, "
+          f"median {np.median(times):.4f} s, max {np.max(times):.4f} s per plan; "
+          f"lengths {lengths}; states expanded median {int(np.median(nodes))}, "
+          f"max {max(nodes)}; shortest by solve_steps in {agree}/{len(starts)}")
 
 
 if __name__ == "__main__":
