@@ -18,12 +18,15 @@ from prototypes.models.structured import (
     StructuredConfig,
     _column_groups,
     compile_graph,
+    contact_pairs,
+    contact_separation,
     fit_prior,
     graph_inputs,
     graph_targets,
     make_structured,
     pooled_normalizer,
     prior_outputs,
+    project_contacts,
 )
 from prototypes.types import Transition
 
@@ -298,3 +301,55 @@ def test_object_velocity_off_hides_the_objects_own_velocity():
     a = predict(state, jax.random.key(5), obs, action).obs
     b = predict(state, jax.random.key(5), kicked, action).obs
     np.testing.assert_array_equal(a[:, 3:6] - obs[:, 3:6], b[:, 3:6] - kicked[:, 3:6])
+
+
+def test_contact_pairs_of_the_layouts():
+    # FetchPush: gripper position [0:3], object position [3:6]; Pusher: tips_arm, object
+    np.testing.assert_array_equal(
+        contact_pairs(get_spec("fetch_push").layout), [[[0, 1, 2], [3, 4, 5]]]
+    )
+    np.testing.assert_array_equal(
+        contact_pairs(get_spec("pusher").layout), [[[14, 15, 16], [17, 18, 19]]]
+    )
+    assert contact_pairs(get_spec("fetch_reach").layout).shape == (0, 2, 0)  # no object
+
+
+def test_contact_separation_by_hand():
+    pairs = contact_pairs(get_spec("fetch_push").layout)
+    N = 25
+    obs, nxt = np.zeros((N + 3, 28)), np.zeros((N + 3, 28))
+    # 25 pushes: the object slides 1 cm in x and ends d_i = 0.030, 0.031, ..., 0.054 m from the
+    # gripper in x, 0.01 below it. numpy's 5th percentile of 25 sorted values sits at position
+    # 0.05 * 24 = 1.2: 0.031 + 0.2 * 0.001 = 0.0312; the 99th percentile of 0.01s is 0.01
+    d = 0.030 + 0.001 * np.arange(N)
+    obs[:N, 3], nxt[:N, 3] = 1.0, 1.01
+    nxt[:N, 0], nxt[:N, 2] = 1.01 - d, 0.01
+    # not pushes: an object that did not move (gripper 5 mm from it), one that fell (moved 1 cm
+    # down) and one that slid with the gripper 20 cm away (> 0.1)
+    nxt[N, 0] = 0.005
+    obs[N + 1, 3], nxt[N + 1, 3], nxt[N + 1, 5] = 1.0, 1.01, -0.01
+    nxt[N + 1, 0] = 1.0
+    obs[N + 2, 3], nxt[N + 2, 3], nxt[N + 2, 0] = 1.0, 1.01, 0.81
+    np.testing.assert_allclose(contact_separation(obs, nxt, pairs), [0.0312, 0.01], atol=1e-6)
+    # fewer than MIN_PUSHES (20) pushes: off
+    np.testing.assert_array_equal(contact_separation(obs[:19], nxt[:19], pairs), [0.0, 0.0])
+
+
+def test_project_contacts_carries_an_object_the_arm_sinks_into():
+    pairs = contact_pairs(get_spec("fetch_push").layout)
+    prev, nxt = np.zeros((4, 28), np.float32), np.zeros((4, 28), np.float32)
+    prev[:, 0:3], prev[:, 3:6] = [0.0, 0.0, 0.4], [0.05, 0.0, 0.4]
+    # row 0: the gripper moves (0.03, 0.01), the network moved the object only 1 cm: they end
+    # (0.03, -0.01) apart, |.| = 0.0316 < 0.04, at one height, so the object is carried: it
+    # keeps its offset (0.05, 0) from the gripper and ends at (0.08, 0.01), its z untouched
+    nxt[:, 0:3], nxt[:, 3:6] = [0.03, 0.01, 0.4], [0.06, 0.0, 0.4]
+    nxt[1, 3:6] = [0.09, 0.0, 0.4]  # row 1: 0.0608 apart, outside: unchanged
+    nxt[2, 5] = 0.45  # row 2: 5 cm higher than the gripper, beyond the height 0.03: unchanged
+    nxt[3, 3:6] = [0.06, 0.0, 0.41]  # row 3: 1 cm higher, within it: carried, z kept
+    out = np.asarray(project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.03))
+    expected = nxt.copy()
+    expected[0, 3:5] = expected[3, 3:5] = [0.08, 0.01]
+    np.testing.assert_allclose(out, expected, atol=1e-7)
+    # separation 0 (no fit yet): exactly the network's prediction
+    out = project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.0, 0.03)
+    np.testing.assert_array_equal(out, nxt)
