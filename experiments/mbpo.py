@@ -11,8 +11,9 @@ ensemble is refit on all real data every `--model-train-every` env steps (first 
 `--rollout-length` steps are branched from real states into the model buffer.
 
 The run directory gets config.json, metrics.jsonl (one line per episode, deterministic per seed;
-`return` is the training episode, `eval_return` a deterministic-policy episode every
-`--eval-every` episodes), perf.jsonl (wall-clock), checkpoints/latest.pkl (after every episode:
+`return` is the training episode, `eval_return` the mean return of `--num-envs` deterministic-
+policy episodes every `--eval-every` episodes, acted side by side in a vector env with one
+batched policy call per step; their returns are in `eval_returns` when there are several), perf.jsonl (wall-clock), checkpoints/latest.pkl (after every episode:
 agent, both buffers, counters) and plots/learning_curve.png, plots/eval_curve.png. `--steps` is
 rounded up to whole episodes. `--resume` continues from the last checkpoint and gives the same
 metrics as an uninterrupted run. `--no-model` is plain SAC with the same networks and updates.
@@ -31,7 +32,7 @@ import numpy as np
 
 from experiments.cli import CommandLine, Layer, progress_bar
 from prototypes.agents.dyna import DynaAgent, DynaConfig, make_dyna_agent
-from prototypes.agents.episode import drive_episode
+from prototypes.agents.episode import drive_episode, drive_episodes, make_vector_env
 from prototypes.agents.sac import SACConfig, make_sac
 from prototypes.config import arg, check
 from prototypes.data.runs import RunDir, episode_seed
@@ -64,6 +65,11 @@ class MBPOConfig:
     start_steps: int = arg(1000, "initial env steps of uniform random actions (no updates)")
     use_model: bool = arg(True, "MBPO; --no-model: plain SAC, every batch is real data")
     eval_every: int = arg(1, "episodes between deterministic evaluation episodes (0 = never)")
+    num_envs: int = arg(
+        1,
+        "evaluation episodes per evaluation, acted at once through a vector env (one batched "
+        "policy call per step); eval_return is their mean",
+    )
     sac: SACConfig = arg(SACConfig(), "soft actor-critic")
     dyna: DynaConfig = arg(DynaConfig(), "imagined rollouts and the real/model data mix")
     variant: str = arg(
@@ -90,6 +96,7 @@ class MBPOConfig:
             f"start_steps must be in [1, steps={self.steps}], got {self.start_steps}",
         )
         check(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
+        check(self.num_envs >= 1, f"num_envs must be >= 1, got {self.num_envs}")
         parse_variant(self.env, self.variant)  # one line naming a bad factor or value
         check_model(self.model_kind, self.model, self.env, rollouts_from_data=True)
 
@@ -201,7 +208,8 @@ class _Loop:
 
 def train(cfg: MBPOConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
     spec = get_spec(cfg.env)
-    env, eval_env = make(cfg.env, variant=cfg.variant), make(cfg.env, variant=cfg.variant)
+    env = make(cfg.env, variant=cfg.variant)
+    eval_envs = make_vector_env(lambda: make(cfg.env, variant=cfg.variant), cfg.num_envs)
     T = spec.episode_steps
     episodes = -(-cfg.steps // T)
     agent = build_agent(replace(cfg, seed=0))
@@ -289,9 +297,12 @@ def train(cfg: MBPOConfig, run: RunDir, *, resume: bool, progress: bool = True) 
                 "lower --sac.critic-lr or --rollout-length"
             )
         if cfg.eval_every and (ep + 1) % cfg.eval_every == 0:
-            record["eval_return"] = _evaluate(
-                agent, agent_state, eval_env, episode_seed(cfg.seed, EVAL_SEED_OFFSET + ep)
-            )
+            B = cfg.num_envs  # evaluation e = ep resets with offset + e*B + i, i < B
+            seeds = [episode_seed(cfg.seed, EVAL_SEED_OFFSET + ep * B + i) for i in range(B)]
+            returns = _evaluate(agent, agent_state, eval_envs, seeds)
+            record["eval_return"] = float(np.mean(returns))
+            if B > 1:
+                record["eval_returns"] = returns
         run.log(record)
         t_ep = time.perf_counter() - t0
         run.log_perf(
@@ -308,6 +319,7 @@ def train(cfg: MBPOConfig, run: RunDir, *, resume: bool, progress: bool = True) 
             _plot(run, cfg)
         bar.set_postfix(ep=ep + 1, ret=f"{ep_return:.1f}", sps=f"{T / t_ep:.1f}")
     bar.close()
+    eval_envs.close()
     return run
 
 
@@ -315,13 +327,16 @@ def _title(cfg: MBPOConfig) -> str:
     return "MBPO" if cfg.use_model else "SAC"
 
 
-def _evaluate(agent: DynaAgent, state, env, seed: int) -> float:
-    """One episode with the deterministic policy (tanh of the mean)."""
+def _evaluate(agent: DynaAgent, state, envs, seeds: list[int]) -> list[float]:
+    """One episode per sub-env of `envs` with the deterministic policy (tanh of the mean),
+    all of them through one batched policy call per step; their returns."""
 
     def act(state, t, obs):
-        return np.asarray(agent.act(state, None, obs, deterministic=True)), state
+        obs = jnp.asarray(obs, jnp.float32)
+        return np.asarray(agent.sac.act(state.sac, None, obs, deterministic=True)), state
 
-    return drive_episode(env, act, state, seed)[0].episode_return
+    results, _ = drive_episodes(envs, act, state, seeds)
+    return [r.episode_return for r in results]
 
 
 def _running_mean(xs: list[float], n: int) -> list[float]:

@@ -73,6 +73,11 @@ class MCTSAgentConfig:
         "or shaped (push: dense plus a pull of the gripper behind the object)",
     )
     fit_every: int = arg(1, "refit the model after every this many planning episodes")
+    num_envs: int = arg(
+        1,
+        "environments acted at once: B episodes per round, searched in one batched call with "
+        "one model, refit once per round (see experiments/mpc_episodes.py)",
+    )
     variant: str = arg(
         "none",
         "task variant: factor=VALUE[,factor=VALUE...], e.g. mass=2 or mass=B,goal=A "
@@ -103,6 +108,12 @@ class MCTSAgentConfig:
             f"before planning), got {self.random_episodes}",
         )
         check(self.fit_every >= 1, f"fit_every must be >= 1, got {self.fit_every}")
+        check(self.num_envs >= 1, f"num_envs must be >= 1, got {self.num_envs}")
+        check(
+            self.num_envs == 1 or not get_model_kind(self.model_kind).needs_env,
+            f"num_envs {self.num_envs}: model {self.model_kind!r} reads one live env, so it "
+            "plans one env at a time (num_envs 1)",
+        )
         check(
             self.mcts.codebook == "cartesian",
             f"mcts.codebook must be cartesian for Fetch, got {self.mcts.codebook!r}",
@@ -227,6 +238,8 @@ def train(cfg: MCTSAgentConfig, run: RunDir, *, resume: bool, progress: bool = T
             "fit_s": f"{ep.fit_seconds:.1f}",
         },
         after=lambda ep: _plot(run, cfg),
+        num_envs=cfg.num_envs,
+        make_env=lambda: make(cfg.env, variant=cfg.variant),
     )
     records = run.metrics()
     reached = first_reaching(records)

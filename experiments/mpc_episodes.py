@@ -53,6 +53,7 @@ __all__ = [
     "codebook_act",
     "run_mpc_episodes",
     "run_batched_episodes",
+    "episode_rounds",
     "SUCCESS_WINDOW",
     "goal_metrics",
     "plot_goal_curves",
@@ -223,7 +224,8 @@ def run_batched_episodes(
 ) -> MPCState:
     """`run_mpc_episodes` with B = `num_envs` episodes acted at once (same arguments).
 
-    Episodes go in rounds of B (the last round may be smaller): episode i keeps its reset seed
+    Episodes go in rounds of B (`episode_rounds`: the random episodes first, then the planning
+    ones; the last round of each may be smaller): episode i keeps its reset seed
     and acting key, every planning episode of a round plans with the same model state in one
     batched call (`MPCAgent.act_batch`; exploring episodes act with `explore`), then all of the
     round's transitions join the buffer in episode order and the model is refit once, if
@@ -241,8 +243,9 @@ def run_batched_episodes(
     start, T = int(state.episode), agent.spec.episode_steps
     bar = progress_bar(episodes * T, start * T, progress, desc=desc)
     vector_envs: dict[int, gym.vector.VectorEnv] = {}
-    for first in range(start, episodes, num_envs):
-        eps = list(range(first, min(first + num_envs, episodes)))
+    for eps in episode_rounds(episodes, random_episodes, num_envs):
+        if eps[0] < start:  # done before the resume
+            continue
         b = len(eps)
         if b not in vector_envs:
             vector_envs[b] = make_vector_env(make_env, b)
@@ -316,6 +319,19 @@ def run_batched_episodes(
     for envs in vector_envs.values():
         envs.close()
     return state
+
+
+def episode_rounds(episodes: int, random_episodes: int, num_envs: int) -> list[list[int]]:
+    """The rounds `run_batched_episodes` acts: the random episodes in rounds of `num_envs`, then
+    the planning ones in rounds of `num_envs` (the last round of each may be smaller), so no
+    planning episode shares a round with, and so plans before the fit on, the random data.
+    E.g. episodes 5, random 1, B 2: [[0], [1, 2], [3, 4]]."""
+    R = min(random_episodes, episodes)
+    return [
+        list(range(first, min(first + num_envs, stop)))
+        for lo, stop in ((0, R), (R, episodes))
+        for first in range(lo, stop, num_envs)
+    ]
 
 
 def goal_metrics(

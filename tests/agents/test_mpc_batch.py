@@ -52,6 +52,32 @@ def test_batched_rows_equal_single_calls(planner):
                     np.testing.assert_allclose(x, y, atol=1e-6)
 
 
+def test_batched_mcts_rows_equal_single_calls():
+    """The Gumbel MuZero search (mctx) vmapped over B = 3 FetchReach roots: row i's action and
+    root statistics equal one search from root i with key i, to 1e-6."""
+    from prototypes.planning.mcts import MCTSConfig, make_codebook, make_mcts
+
+    spec = get_spec("fetch_reach")
+    cfg = MCTSConfig(codebook="cartesian", num_simulations=4, max_depth=2, value="zero")
+    book = make_codebook(cfg, spec)
+    model = make_ensemble(
+        EnsembleConfig(members=2, hidden_size=8, hidden_layers=1, propagation="expectation"), spec
+    )
+    agent = make_mpc_agent(model, make_mcts(cfg, spec, codebook=book), spec, capacity=1)
+    state = agent.init(jax.random.key(0))
+    obs = np.asarray(jax.random.normal(jax.random.key(1), (3, spec.obs_dim)), np.float32) * 0.1
+    keys = jax.random.split(jax.random.key(2), 3)
+    batched = state.replace(plan=batch_plan_state(agent, 3))
+    actions, _, metrics = agent.act_batch(batched, keys, jnp.asarray(obs))
+    for i in range(3):
+        a, _, m = agent.act(state, keys[i], jnp.asarray(obs[i]))
+        np.testing.assert_allclose(actions[i], a, atol=1e-6)
+        np.testing.assert_allclose(metrics["plan/root_visits"][i], m["plan/root_visits"])
+        np.testing.assert_allclose(
+            metrics["plan/root_qvalues"][i], m["plan/root_qvalues"], atol=1e-6
+        )
+
+
 def test_drive_episodes_equals_drive_episode():
     """Each sub-env's episode is the one drive_episode gives for its reset seed and actions
     (a deterministic policy of the observation): identical transitions and returns."""
@@ -86,6 +112,17 @@ def test_planning_episodes_batched_match_single_episodes():
         ref, _ = drive_episode(make("reacher"), planning_act(agent, key), state, reset_seed=seed)
         np.testing.assert_allclose(r.transitions.action[0], ref.transitions.action[0], atol=1e-6)
         assert r.episode_return == pytest.approx(ref.episode_return, abs=1e-3)
+
+
+def test_episode_rounds_keep_random_and_planning_episodes_apart():
+    from experiments.mpc_episodes import episode_rounds
+
+    assert episode_rounds(5, 1, 2) == [[0], [1, 2], [3, 4]]
+    assert episode_rounds(5, 2, 2) == [[0, 1], [2, 3], [4]]
+    assert episode_rounds(7, 3, 8) == [[0, 1, 2], [3, 4, 5, 6]]
+    assert episode_rounds(3, 0, 2) == [[0, 1], [2]]  # the oracle needs no random episodes
+    assert episode_rounds(4, 4, 3) == [[0, 1, 2], [3]]
+    assert episode_rounds(6, 1, 1) == [[i] for i in range(6)]
 
 
 @pytest.mark.slow

@@ -115,6 +115,7 @@ def test_killed_run_resumes_to_the_same_metrics(script, reference_run, tmp_path,
         (["--random-episodes", "0"], "random_episodes must be in [1, episodes=400]"),
         (["--env", "fetch_push", "--episodes", "5"], "random_episodes must be in [1, episodes=5]"),
         (["--fit-every", "0"], "fit_every must be >= 1, got 0"),
+        (["--num-envs", "0"], "num_envs must be >= 1, got 0"),
         (["--simulations", "0"], "mcts.num_simulations must be >= 1, got 0"),
         (["--mcts.codebook", "axes"], "mcts.codebook must be cartesian for Fetch"),
         (["--mcts.magnitude", "1.5"], "mcts.magnitude must be in (0, 1]"),
@@ -214,3 +215,16 @@ def test_rolling_success_and_first_reaching(script):
     # at episode 37 (index 36) the window is episodes 18..37: 2 failures, 18 successes = 0.9
     assert script.first_reaching(records) == 50 * 37
     assert script.first_reaching(records[:30]) is None
+
+
+@pytest.mark.slow
+def test_num_envs_acts_in_rounds(script, tmp_path):
+    """--num-envs 2 on 3 episodes (1 random): rounds {1} and {2, 3} (a planning episode never
+    shares a round with random ones, so it plans on the fitted model), one metrics line per
+    episode in order, a fit after the random round only. (Resume at round boundaries is tested
+    on pets.py, through the same run_batched_episodes.)"""
+    lines = script.main(TINY + ["--num-envs", "2", "--out", str(tmp_path / "b2")]).metrics()
+    assert [r["episode"] for r in lines] == [1, 2, 3]
+    assert [r["random"] for r in lines] == [True, False, False]
+    assert ["model/epochs" in r for r in lines] == [True, False, False]
+    assert all(r["success"] in (0.0, 1.0) for r in lines)
