@@ -243,7 +243,8 @@ class CommandLine:
                 picked["model_kind"] = cfg.model_kind
             else:
                 kind_cfg = model_config(picked["model_kind"])()
-                cfg = dataclasses.replace(cfg, model_kind=picked["model_kind"], model=kind_cfg)
+                # the other selectors (the env) go in at once: a kind's check reads them
+                cfg = dataclasses.replace(cfg, **{**picked, "model": kind_cfg})
         overrides = dict(picked)
         for layer in self.layers:
             if layer.applies(picked):

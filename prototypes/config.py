@@ -119,7 +119,9 @@ def add_arguments(
         negations = [a for a in names if tp is bool and a.startswith("no-")]
         flags += [f"--{a}" for a in names if a not in negations]
         kwargs: dict[str, Any] = {"dest": name, "default": default}
-        help_text = f.metadata.get("help", "")
+        # argparse %-formats help strings: a literal % in a config's help ("95% of") must not
+        # break --help
+        help_text = f.metadata.get("help", "").replace("%", "%%")
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(tp) is Literal:
