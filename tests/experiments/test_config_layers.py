@@ -46,7 +46,13 @@ _ICEM = _cem(
     shift_elites=0.2,
 )
 PETS_TASKS = {
-    "reacher": {"episodes": 50, **_ICEM, "planner.horizon": 15},
+    "reacher": {
+        "episodes": 50,
+        **_ICEM,
+        "planner.population": 150,
+        "planner.particles": 2,
+        "planner.horizon": 15,
+    },
     "pusher": {"episodes": 100, **_ICEM, "planner.horizon": 25},
     # Fetch: mcts.py's episode counts and random episodes; the planner's reward per task
     "fetch_reach": {
