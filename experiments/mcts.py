@@ -100,7 +100,9 @@ class MCTSAgentConfig:
             f"unknown env {self.env!r}: choose from {', '.join(sorted(FETCH_TASKS))}",
         )
         parse_variant(self.env, self.variant)  # one line naming a bad factor or value
-        check_model(self.model_kind, self.model, self.env, codebook_planner=True)
+        check_model(
+            self.model_kind, self.model, self.env, codebook_planner=True, num_envs=self.num_envs
+        )
         check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         check(
             1 <= self.random_episodes <= self.episodes,
@@ -108,12 +110,6 @@ class MCTSAgentConfig:
             f"before planning), got {self.random_episodes}",
         )
         check(self.fit_every >= 1, f"fit_every must be >= 1, got {self.fit_every}")
-        check(self.num_envs >= 1, f"num_envs must be >= 1, got {self.num_envs}")
-        check(
-            self.num_envs == 1 or not get_model_kind(self.model_kind).needs_env,
-            f"num_envs {self.num_envs}: model {self.model_kind!r} reads one live env, so it "
-            "plans one env at a time (num_envs 1)",
-        )
         check(
             self.mcts.codebook == "cartesian",
             f"mcts.codebook must be cartesian for Fetch, got {self.mcts.codebook!r}",

@@ -104,14 +104,8 @@ class PETSConfig:
             except ValueError as e:
                 check(False, f"reward 'shaped' on {self.env}: {e}")
         parse_variant(self.env, self.variant)  # one line naming a bad factor or value
-        check_model(self.model_kind, self.model, self.env)
+        check_model(self.model_kind, self.model, self.env, num_envs=self.num_envs)
         check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
-        check(self.num_envs >= 1, f"num_envs must be >= 1, got {self.num_envs}")
-        check(
-            self.num_envs == 1 or not get_model_kind(self.model_kind).needs_env,
-            f"num_envs {self.num_envs}: model {self.model_kind!r} reads one live env, so it "
-            "plans one env at a time (num_envs 1)",
-        )
         check(
             0 <= self.random_episodes <= self.episodes,
             f"random_episodes must be in [0, episodes={self.episodes}], got {self.random_episodes}",

@@ -190,6 +190,7 @@ def check_model(
     *,
     codebook_planner: bool = False,
     rollouts_from_data: bool = False,
+    num_envs: int = 1,
 ) -> None:
     """Raise `ConfigError` (one line) unless kind `kind` with `cfg` can run on `task` here.
 
@@ -200,6 +201,8 @@ def check_model(
             continuous actions, which a codebook kind cannot take.
         rollouts_from_data: the experiment branches model rollouts from stored observations
             (Dyna), which a simulator-backed kind (`needs_env`) cannot start from.
+        num_envs: environments planned in one batched call; a simulator-backed kind reads one
+            live env, so it takes 1 only.
     """
     check(kind in _KINDS, f"unknown model {kind!r}: choose from {', '.join(model_kinds())}")
     entry = _KINDS[kind]
@@ -220,6 +223,12 @@ def check_model(
         not (rollouts_from_data and entry.needs_env),
         f"model {kind!r} needs the live simulator state, so it cannot branch rollouts from "
         "stored observations",
+    )
+    check(num_envs >= 1, f"num_envs must be >= 1, got {num_envs}")
+    check(
+        num_envs == 1 or not entry.needs_env,
+        f"num_envs {num_envs}: model {kind!r} reads one live env, so it plans one env at a "
+        "time (num_envs 1)",
     )
 
 

@@ -108,6 +108,16 @@ def test_bad_requests_name_the_value_and_the_choices():
         registry.OracleConfig(threads=0)
 
 
+def test_check_model_refuses_batched_planning_on_one_live_env():
+    oracle, ensemble = registry.OracleConfig(), EnsembleConfig()
+    registry.check_model("ensemble", ensemble, "reacher", num_envs=8)  # learned: any batch
+    registry.check_model("oracle", oracle, "reacher", num_envs=1)
+    with pytest.raises(ValueError, match="^num_envs 8: model 'oracle' reads one live env"):
+        registry.check_model("oracle", oracle, "reacher", num_envs=8)
+    with pytest.raises(ValueError, match="^num_envs must be >= 1, got 0$"):
+        registry.check_model("ensemble", ensemble, "reacher", num_envs=0)
+
+
 def test_a_config_must_be_a_defaulted_dataclass():
     @dataclass(frozen=True)
     class NoDefault:
