@@ -27,6 +27,7 @@ from prototypes.models.structured import (
     pooled_normalizer,
     prior_outputs,
     project_contacts,
+    solid_extent,
 )
 from prototypes.types import Transition
 
@@ -353,3 +354,48 @@ def test_project_contacts_carries_an_object_the_arm_sinks_into():
     # separation 0 (no fit yet): exactly the network's prediction
     out = project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.0, 0.03)
     np.testing.assert_array_equal(out, nxt)
+
+
+def test_solid_extent_by_hand():
+    pairs = contact_pairs(get_spec("fetch_push").layout)
+    N = 100
+    nxt = np.zeros((2 * N + 2, 28))
+    nxt[:, 3:6] = [1.0, 0.5, 0.4]  # the object
+    # N steps with the gripper 1 cm below the object's centre at x-distances 0.040 .. 0.0499: the
+    # 1st percentile of those sorted values sits at position 0.01 * 99 = 0.99, 0.040 + 0.99e-4
+    side = 0.040 + 1e-4 * np.arange(N)
+    nxt[:N, 0], nxt[:N, 1], nxt[:N, 2] = 1.0 + side, 0.5, 0.39
+    # N steps over the middle (y-distance 0.01 < radius / 2) at heights 0.036 .. 0.0459 above
+    top = 0.036 + 1e-4 * np.arange(N)
+    nxt[N : 2 * N, 0], nxt[N : 2 * N, 1], nxt[N : 2 * N, 2] = 1.0, 0.51, 0.4 + top
+    # neither: beside the object but higher than its centre; lower but 20 cm away (> 0.1)
+    nxt[2 * N, 0:3] = [1.03, 0.5, 0.41]
+    nxt[2 * N + 1, 0:3] = [1.2, 0.5, 0.39]
+    radius, height = 0.040 + 0.99e-4, 0.036 + 0.99e-4
+    np.testing.assert_allclose(solid_extent(nxt, pairs), [radius, height], atol=1e-6)
+    # fewer than MIN_PUSHES (20) steps from the side: off
+    np.testing.assert_array_equal(solid_extent(nxt[N - 19 : 2 * N], pairs), [0.0, 0.0])
+
+
+def test_project_contacts_solid_top_rests_an_arm_that_comes_down_on_the_object():
+    pairs = contact_pairs(get_spec("fetch_push").layout)
+    prev, nxt = np.zeros((3, 28), np.float32), np.zeros((3, 28), np.float32)
+    prev[:, 3:6] = nxt[:, 3:6] = [0.05, 0.0, 0.4]
+    # row 0: the gripper starts 5 cm above the object's centre and is predicted 1 cm above it,
+    # 1 cm to its side (inside radius 0.04): it rests on the top, 0.4 + 0.035, object unmoved
+    prev[0, 0:3], nxt[0, 0:3] = [0.05, 0.0, 0.45], [0.06, 0.0, 0.41]
+    # row 1: from the side at the object's height (prev 0.05 apart): carried as without the top
+    prev[1, 0:3], nxt[1, 0:3] = [0.0, 0.0, 0.4], [0.03, 0.0, 0.4]
+    # row 2: from above but ending 0.045 away horizontally (outside the radius): unchanged
+    prev[2, 0:3], nxt[2, 0:3] = [0.05, 0.0, 0.45], [0.095, 0.0, 0.41]
+    out = np.asarray(
+        project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.035, jnp.float32(0.035))
+    )
+    expected = nxt.copy()
+    expected[0, 2] = 0.435
+    expected[1, 3:5] = [0.08, 0.0]
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    # top 0 (a traced zero: no fit yet, or solid_top off) is exactly the pushes-only projection
+    out0 = project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.035, jnp.float32(0))
+    ref = project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.035)
+    np.testing.assert_array_equal(out0, ref)
