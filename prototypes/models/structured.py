@@ -59,6 +59,16 @@ One member, for one example::
   32 episodes of a FetchPush run, asked to push from real pushing positions for 10 steps at
   full speed, moved the block 1.9 cm while the gripper passed 25 cm through it, so the planner
   valued pushing less than standing still; with it, 29.5 cm with the gripper still behind.
+- Solid top (`solid_top`, on, with the projection): the object is a solid the arm cannot enter.
+  Each fit measures how close the arm comes from the side (`solid_extent`: 1st percentile of the
+  horizontal distance with the arm below the object's centre) and how low it gets over the
+  object's middle (its top); these replace the pushes' separation and height, and an arm that
+  starts a step above the top and is predicted inside the object rests on the top instead of
+  carrying it. Why: in FetchPush the gripper often rides on the block, dragging it a few mm a
+  step; the pushes-only projection (separation 1.3 cm, height 7.5 cm, both set by those drags)
+  let an open-loop rollout carry the block with an arm sliding over its top, so the planner sat
+  on the block (30 of 70 failed episodes of a 179-episode run; with that run's last model frozen
+  37/40 planned episodes succeed with it, 33/40 without).
 - Lookahead edges (`lookahead`): every edge also carries its displacement and distance after the
   arm nodes move by the kinematic prior's mean delta, i.e. where the gripper will be this step.
 - Optional kinematic prior for the arm: a ridge regression, refitted in closed form at each fit,
