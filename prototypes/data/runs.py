@@ -25,6 +25,10 @@ checkpoint (checkpoints/latest.pkl) is refused with a `CheckpointError` that say
 One writer. `open_run` takes an exclusive `flock` on writer.lock for the life of the process (or
 until `RunDir.close`); a second process is refused with a `RunDirError` naming the first. The
 kernel drops the lock when its process dies, so a killed run never blocks its own `--resume`.
+A lock is held on a file, not a path: if the directory is moved, deleted or replaced while the
+run writes it (someone renames a live run aside and starts another at the same --out), every
+metric, timing and checkpoint write first checks that the lock file at the path is still the one
+it locked, and stops the run with a `RunWriteError` otherwise, so the two runs' records never mix.
 
 Errors: `RunDirError` (the directory cannot be used: not creatable or writable, in use),
 `RunWriteError` (a write failed mid-run, e.g. disk full; what was committed before is intact),
@@ -97,8 +101,9 @@ class RunDirError(RuntimeError):
 
 
 class RunWriteError(RunDirError):
-    """A write into the run directory failed mid-run (disk full, read-only, removed); every
-    checkpoint committed before it is intact."""
+    """A write into the run directory failed mid-run (disk full, read-only, removed), or the
+    directory was moved or replaced under the run; every checkpoint committed before it is
+    intact."""
 
 
 class RunWarning(UserWarning):
@@ -303,6 +308,7 @@ class RunDir:
             RunWriteError: the write failed (disk full, ...).
         """
         line = json.dumps(_jsonable(record), sort_keys=True)
+        check_writer(self.path)
         try:
             with open(self.metrics_path, "a") as f:
                 f.write(line + "\n")
@@ -313,6 +319,7 @@ class RunDir:
 
     def log_perf(self, record: dict[str, Any]) -> None:
         """Append one wall-clock record to perf.jsonl (not part of the deterministic metrics)."""
+        check_writer(self.path)
         try:
             with open(self.perf_path, "a") as f:
                 f.write(json.dumps(_jsonable(record)) + "\n")
@@ -357,6 +364,7 @@ class RunDir:
         Raises:
             RunWriteError: a write failed; the checkpoints committed before are intact.
         """
+        check_writer(self.path)
         payload = _encode(state)
         gens = self._generations()
         gen = gens[0] + 1 if gens else 1
@@ -669,6 +677,30 @@ def lock_dir(path: Path | str, argv: Sequence[str] = ()) -> None:
             f"cannot write to {path} ({e.strerror or type(e).__name__}): choose a writable --out"
         ) from None
     _LOCKS[key] = fd
+
+
+def check_writer(path: Path | str) -> None:
+    """If this process holds the lock of directory `path`, check that the lock file there is
+    still the one it locked (same device and inode); a directory without a lock of this
+    process (a test's, a read-only look) passes.
+
+    Raises:
+        RunWriteError: the directory was moved, deleted or replaced since it was locked.
+    """
+    path = Path(path)
+    fd = _LOCKS.get(path.resolve())
+    if fd is None:
+        return
+    mine = os.fstat(fd)
+    try:
+        there = os.stat(path / LOCK_FILE)
+    except OSError:
+        there = None
+    if there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+        raise RunWriteError(
+            f"{path} was moved, deleted or replaced while this run was writing it; stopped so "
+            "that two runs' records do not mix (--resume this run where its directory is now)"
+        )
 
 
 def unlock_dir(path: Path | str) -> None:

@@ -250,6 +250,33 @@ def test_one_writer_per_run_directory_and_a_killed_writer_does_not_block(tmp_pat
     runs_lib.unlock_dir(out)
 
 
+def test_a_run_directory_moved_under_its_writer_stops_the_writer(tmp_path):
+    # someone renames a live run aside and starts another run at the same --out: the first
+    # run's next write must not land in the second run's files
+    out = tmp_path / "r"
+    run = open_run(out, {"a": 1}, resume=False)
+    try:
+        run.log({"episode": 1})
+        run.save_checkpoint({"x": np.zeros(2)})
+        os.rename(out, tmp_path / "r_aside")
+        with pytest.raises(RunWriteError, match=r"moved, deleted or replaced"):
+            run.log({"episode": 2})  # nothing at the path any more
+        out.mkdir()  # another process's new run at the old path (its own lock file)
+        (out / "writer.lock").write_text('{"pid": 1}\n')
+        for write in (
+            lambda: run.log({"episode": 2}),
+            lambda: run.log_perf({"seconds": 1.0}),
+            lambda: run.save_checkpoint({"x": np.ones(2)}),
+        ):
+            with pytest.raises(RunWriteError, match=rf"^{out} was moved"):
+                write()
+        assert sorted(p.name for p in out.iterdir()) == ["writer.lock"]  # nothing landed
+        aside = runs_lib.read_metrics(tmp_path / "r_aside" / "metrics.jsonl")
+        assert [r["episode"] for r in aside] == [1]
+    finally:
+        run.close()
+
+
 def test_perf_log_and_episode_seeds(tmp_path):
     run = open_run(tmp_path / "r", {}, resume=False)
     run.log_perf({"episode": 1, "seconds": np.float32(0.5)})
