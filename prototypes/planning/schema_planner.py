@@ -33,15 +33,28 @@ to, then the lowest index), step, repeat, `horizon` times. It is exact on worlds
 relaxation is (tests/planning/test_schema_planner.py checks it against enumeration of every
 action sequence); in general it is the heuristic the paper's planner is too.
 
+Search guided by the messages (`best_first`, what experiments/schema_arm.py plans with). The
+relaxed planner above reads its plan off the messages greedily and can walk into dead ends (a
+block pushed against a wall it can never leave, a covered goal in the way of the next block);
+`solve` avoids them by breadth-first search over every distinct state of the exact graph, which
+is too slow on three blocks. `best_first` searches the same exact graph (identical states
+merged, as max-product on a deterministic graph may do) but in the order the relaxed messages
+suggest: run from a state to their fixpoint, they give per cell the first step at which it can
+meet the target, and the sum of those times over the cells still needed (h_add) orders the
+search; a state from which too few cells can ever meet the target is pruned, which is sound
+because the messages over-approximate (`best_first`). The messages are heuristic guidance and
+the pruning; the plan itself is a path in the exact graph, complete within the node budget.
+
 Everything runs as one jitted JAX function over flat arrays compiled on the host from the rules
-(`compile_rules`): literals of every offset are gathered from a padded grid, a schema holds
-where its literal count reaches its size (one matmul per step), events are an OR over schemas
-(a second matmul). Cost per relaxed step ~ H W x 2OK x S.
+(`compile_rules`): the literal columns some schema reads are sliced from a padded grid, a schema
+holds where all of its few columns are true (a gather), events are an OR over schemas (a small
+matmul). Cost per relaxed step ~ H W x (U + S L), U literal columns, L literals per schema.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +62,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool
 
 from prototypes.config import arg, check
 from prototypes.envs.schema_world import SchemaRules, SchemaSpec
@@ -64,7 +77,11 @@ __all__ = [
     "search",
     "plan_search",
     "solve",
+    "best_first",
+    "NEVER",
 ]
+
+NEVER = 1_000_000  # `target_times` of a cell the relaxed messages never let meet the target
 
 
 @dataclass(frozen=True)
@@ -151,12 +168,24 @@ class SchemaPlanner:
         [N, A] (0 without a target)): one breadth-first layer of `search`.
     children: states bool [N, H, W, K] -> (children [N, A, H, W, K], rewards [N, A], cells
         meeting the target [N, A]): `expand` without the relaxed messages, for `solve`.
+    target_times: (state, want) -> int32 [H, W], per cell the fewest steps after which the
+        relaxed messages say the cell can meet the target (0: it does now); they are passed
+        until `want` cells have a time or nothing changes (the fixpoint), and a cell with none
+        by then gets `NEVER` (at the fixpoint: no number of steps makes it meet the target).
+        Needs a target.
+    heuristic: (state, want) -> (h_add int32, h_max int32, dead bool): read from
+        `target_times` (`best_first`); needs a target.
+    heuristics: (states bool [N, H, W, K], want) -> (h_add [N], h_max [N], dead [N]):
+        `heuristic` of a batch (`best_first` scores the new children of a batch with it).
     count: state -> int, the cells meeting the target (0 without one).
     target: whether the reward is a target state (`make_schema_planner`).
     """
 
     expand: Callable
     children: Callable
+    target_times: Callable
+    heuristic: Callable
+    heuristics: Callable
     count: Callable
     step: Callable
     first_reward: Callable
@@ -168,15 +197,46 @@ class SchemaPlanner:
     target: bool = False
 
 
-def _literal_truth(c: CompiledRules, possible: Bool[Array, "H W K 2"]) -> Float[Array, "HW F"]:
-    """For every cell, which state literals are (possibly) true: [H W, 2OK] float32."""
-    H, W, K, _ = possible.shape
+def _sparse_literals(c: CompiledRules) -> tuple[np.ndarray, np.ndarray]:
+    """(used, index): the state-literal columns any schema reads (int [U]) and, per schema,
+    its literals as positions in `used`, padded with U (a column that is always true): int
+    [S, L], L the most literals of a schema (at least 1)."""
+    used = np.flatnonzero(c.literals.any(0))
+    pos = {int(f): i for i, f in enumerate(used)}
+    rows = [[pos[int(f)] for f in np.flatnonzero(r)] for r in c.literals]
+    width = max(1, *(len(r) for r in rows))
+    index = np.full((len(rows), width), len(used), np.int32)
+    for i, r in enumerate(rows):
+        index[i, : len(r)] = r
+    return used, index
+
+
+def _events_kvhw(
+    c: CompiledRules, possible: Bool[Array, "K 2 H W"], action_mask: Bool[Array, " A"]
+) -> tuple[Bool[Array, "K H W"], Bool[Array, "K H W"], Bool[Array, ""]]:
+    """`_events` on the attribute-major layout possible[k, v, row, col] (on, off [K, H, W]):
+    the layout the fixpoint of `target_times` iterates in (cells contiguous, no transposes).
+
+    Only the literal columns some schema reads are built (a shifted slice of the padded grid
+    each), and each schema's AND is a gather of its few columns, not a matmul over all 2OK."""
+    K, _, H, W = possible.shape
     R = max(max(abs(dr), abs(dc)) for dr, dc in c.offsets)
+    used, index = _sparse_literals(c)
     pad = jax.nn.one_hot(jnp.asarray(c.pad), 2, dtype=bool)  # [K, 2]
-    grid = jnp.broadcast_to(pad, (H + 2 * R, W + 2 * R, K, 2))
-    grid = grid.at[R : R + H, R : R + W].set(possible)
-    windows = [grid[R + dr : R + dr + H, R + dc : R + dc + W] for dr, dc in c.offsets]
-    return jnp.stack(windows, axis=2).reshape(H * W, -1).astype(jnp.float32)  # [HW, O*K*2]
+    grid = jnp.broadcast_to(pad[:, :, None, None], (K, 2, H + 2 * R, W + 2 * R))
+    grid = grid.at[:, :, R : R + H, R : R + W].set(possible)
+    cols = []
+    for f in used.tolist():  # feature f = 2 (j K + k) + v
+        j, rest = divmod(f, 2 * K)
+        k, v = divmod(rest, 2)
+        dr, dc = c.offsets[j]
+        cols.append(grid[k, v, R + dr : R + dr + H, R + dc : R + dc + W])
+    cols.append(jnp.ones((H, W), bool))
+    truth = jnp.stack(cols).reshape(-1, H * W)  # [U + 1, HW]
+    act_ok = (jnp.asarray(c.actions) & action_mask[None, :]).any(1)  # [S]
+    holds = truth[jnp.asarray(index)].all(1) & act_ok[:, None]  # [S, HW]
+    ev = jnp.asarray(c.events).T @ holds.astype(jnp.float32) > 0  # [2K + 1, HW]
+    return ev[0 : 2 * K : 2].reshape(K, H, W), ev[1 : 2 * K : 2].reshape(K, H, W), ev[2 * K].any()
 
 
 def _events(
@@ -184,15 +244,8 @@ def _events(
 ) -> tuple[Bool[Array, "H W K"], Bool[Array, "H W K"], Bool[Array, ""]]:
     """(on, off, reward): events some grounded schema can fire (AND over literals, OR over
     schemas); with a one-hot `possible` and action mask, the exact events."""
-    H, W, K, _ = possible.shape
-    truth = _literal_truth(c, possible)
-    count = truth @ jnp.asarray(c.literals).T  # [HW, S]
-    act_ok = (jnp.asarray(c.actions) & action_mask[None, :]).any(1)  # [S]
-    holds = (count >= jnp.asarray(c.size)[None, :]) & act_ok[None, :]
-    ev = holds.astype(jnp.float32) @ jnp.asarray(c.events) > 0  # [HW, 2K + 1]
-    on = ev[:, 0 : 2 * K : 2].reshape(H, W, K)
-    off = ev[:, 1 : 2 * K : 2].reshape(H, W, K)
-    return on, off, ev[:, 2 * K].any()
+    on, off, reward = _events_kvhw(c, jnp.moveaxis(possible, (2, 3), (0, 1)), action_mask)
+    return jnp.moveaxis(on, 0, 2), jnp.moveaxis(off, 0, 2), reward
 
 
 def make_schema_planner(
@@ -315,9 +368,55 @@ def make_schema_planner(
 
         return jax.vmap(one)(states)
 
+    def target_times(state, want):  # [H, W, K] -> int32 [H, W]: relaxed steps until cells meet
+        if tk is None:
+            return jnp.full(state.shape[:2], NEVER, jnp.int32)
+        cap = int(np.prod(state.shape)) + 1  # every step adds a value or stops: a fixpoint by then
+        x = jnp.moveaxis(state, 2, 0)  # [K, H, W]
+        clamp = jnp.stack([~x, x], 1)  # [K, 2, H, W]
+
+        def meets(possible):  # [H, W]: every target literal possibly true
+            return possible[tk, tv].all(0)
+
+        first = jnp.where(meets(clamp), 0, NEVER).astype(jnp.int32)
+
+        def cond(carry):  # not yet at the fixpoint, and fewer than `want` cells have a time
+            _, first, t, changed = carry
+            return changed & (t < cap) & ((first < NEVER).sum() < want)
+
+        def body(carry):
+            possible, first, t, _ = carry
+            on, off, _ = _events_kvhw(c, possible, all_actions)
+            one = possible[:, 1] | (on & possible[:, 0])
+            zero = possible[:, 0] | (off & possible[:, 1])
+            nxt = jnp.stack([zero, one], 1)
+            first = jnp.where((first == NEVER) & meets(nxt), t + 1, first)
+            return nxt, first, t + 1, (nxt != possible).any()
+
+        init = (clamp, first, jnp.int32(0), jnp.bool_(True))
+        return jax.lax.while_loop(cond, body, init)[1]
+
+    def heuristic(state, want):  # -> (h_add, h_max, dead) of reaching `want` target cells
+        first = target_times(state, want)
+        meets = first == 0
+        need = want - meets.sum()
+        times = jnp.sort(jnp.where(meets, NEVER, first).ravel())  # cells that must still turn
+        pick = jnp.arange(times.size) < need
+        kth = times[jnp.clip(need - 1, 0, times.size - 1)]
+        dead = (need > 0) & (kth >= NEVER)
+        h_add = jnp.where(pick, jnp.minimum(times, NEVER), 0).sum()
+        h_max = jnp.where(need > 0, kth, 0)
+        return h_add, h_max, dead
+
+    def heuristics(states, want):  # [N, H, W, K] -> h_add, h_max, dead [N]
+        return jax.vmap(heuristic, in_axes=(0, None))(states, want)
+
     return SchemaPlanner(
         expand=jax.jit(expand),
         children=jax.jit(children),
+        target_times=jax.jit(target_times),
+        heuristic=jax.jit(heuristic),
+        heuristics=jax.jit(heuristics),
         count=jax.jit(count),
         step=jax.jit(step),
         first_reward=jax.jit(first_reward),
@@ -503,4 +602,133 @@ def solve(
                         return path[::-1], expanded
                     nxt_frontier.append(kids[i, a])
         frontier = np.asarray(nxt_frontier, bool).reshape(-1, *state.shape)
+    return [], expanded
+
+
+GROW_BATCH = 8  # states expanded per batch in `best_first` (one compiled `children` size)
+SCORE_SIZES = (8, 16, 32)  # batch sizes `best_first` compiles `heuristics` for
+
+
+def best_first(
+    planner: SchemaPlanner,
+    state: Bool[np.ndarray, "H W K"],
+    want: int,
+    max_nodes: int = 20_000,
+    weight: float | None = None,
+    h: str = "add",
+    batch: int = GROW_BATCH,
+) -> tuple[list[int], int]:
+    """A plan to a state with `want` cells meeting the target: best-first search over the
+    exact grounded graph, ordered and pruned by the relaxed max-product messages.
+
+    The graph searched is `solve`'s (the learned model's deterministic step; identical states
+    merged). Each generated state is scored from `target_times`: the relaxed messages give, per
+    cell, the fewest steps after which it can meet the target (passed until enough cells have
+    a time, found in order of time, or else to their fixpoint). With n
+    more cells needed, h = "add" sums the n smallest such times over the cells that do not
+    meet it now (the additive h of the HSP / FF planners: informative, not admissible); h =
+    "max" takes the n-th smallest (admissible and consistent: each of those n cells must turn
+    within the plan, and a child's times are at least its parent's minus one). Order: g +
+    weight * h, ties by h, then first generated; `weight=None` is greedy best first (h, then
+    g). With h = "max", weight = 1 and batch = 1 this is A*, and its plans are shortest (with a
+    weight, a state reached again by a shorter path is reopened; greedy search never does). A
+    state is pruned as a dead end when fewer than n cells can ever meet the target. That is
+    sound: the relaxed messages over-approximate every value the exact graph can reach at every
+    step (induction on t: each literal of the exact state is among the possible ones, so each
+    exact event is among the possible events), and the fixpoint covers every number of steps, so
+    a pruned state has no plan of any length. Otherwise the search stops only when nothing is
+    left or `max_nodes` states were expanded, so it finds a plan whenever the model has one
+    within the budget.
+    The `batch` best open states are expanded per jitted `children` call, and the children
+    never generated before are scored in one jitted `heuristics` call (a state's score is
+    kept, so each distinct state runs the relaxed messages once).
+
+    Returns:
+        (actions, expanded): actions [] if `state` already meets `want` or no plan was found
+        (expanded >= max_nodes: the budget ran out; otherwise the model admits no plan).
+
+    Raises:
+        ValueError: a planner without a target, want < 0, max_nodes or batch < 1, a negative
+            weight, or h other than "add" or "max".
+    """
+    if not planner.target:
+        raise ValueError(
+            "best_first needs a planner with a target (make_schema_planner(target=...))"
+        )
+    if h not in ("add", "max"):
+        raise ValueError(f"h must be 'add' or 'max', got {h!r}")
+    if want < 0 or max_nodes < 1 or batch < 1 or (weight is not None and weight < 0):
+        raise ValueError(
+            f"best_first needs want >= 0, max_nodes >= 1, batch >= 1, weight >= 0 or None; got "
+            f"want={want}, max_nodes={max_nodes}, batch={batch}, weight={weight}"
+        )
+    state = np.asarray(state, bool)
+    if int(planner.count(state)) >= want:
+        return [], 0
+    h_add, h_max, dead = (int(x) for x in planner.heuristic(state, want))
+    if dead:
+        return [], 0
+    which = 0 if h == "add" else 1  # position of the chosen h in `heuristics`' outputs
+    scores: dict[bytes, tuple[int, int, bool]] = {}  # state -> (h_add, h_max, dead)
+    A = planner.num_actions
+
+    def priority(g: int, hv: int) -> tuple:
+        return (hv, g) if weight is None else (g + weight * hv, hv)
+
+    root = np.packbits(state).tobytes()
+    parent: dict[bytes, tuple[bytes, int]] = {root: (b"", -1)}
+    best_g: dict[bytes, int] = {root: 0}
+    open_states: dict[bytes, np.ndarray] = {root: state}
+    scores[root] = (h_add, h_max, bool(dead))
+    tick = itertools.count()
+    heap = [(priority(0, h_add if h == "add" else h_max), next(tick), root, 0)]
+    expanded = 0
+    while heap and expanded < max_nodes:
+        keys: list[bytes] = []
+        while heap and len(keys) < batch:
+            _, _, key, g = heapq.heappop(heap)
+            if key in open_states and g == best_g[key] and key not in keys:
+                keys.append(key)
+        if not keys:
+            break
+        part = np.zeros((batch, *state.shape), bool)
+        part[: len(keys)] = [open_states.pop(k) for k in keys]
+        kids, _, count = (np.asarray(x) for x in planner.children(part))
+        flat = np.packbits(kids[: len(keys)].reshape(len(keys), A, -1), axis=2)
+        expanded += len(keys)
+        new: dict[bytes, np.ndarray] = {}
+        for i in range(len(keys)):
+            for a in range(A):
+                key = flat[i, a].tobytes()
+                if key not in scores and key not in new:
+                    new[key] = kids[i, a]
+        todo = list(new)
+        for lo in range(0, len(todo), SCORE_SIZES[-1]):
+            chunk = todo[lo : lo + SCORE_SIZES[-1]]
+            size = next(n for n in SCORE_SIZES if n >= len(chunk))
+            xs = np.zeros((size, *state.shape), bool)
+            xs[: len(chunk)] = [new[k] for k in chunk]
+            got = [np.asarray(x) for x in planner.heuristics(xs, want)]
+            for j, k in enumerate(chunk):
+                scores[k] = (int(got[0][j]), int(got[1][j]), bool(got[2][j]))
+        for i, pk in enumerate(keys):
+            g = best_g[pk] + 1
+            for a in range(planner.num_actions):
+                key = flat[i, a].tobytes()
+                if key in best_g and (
+                    best_g[key] <= g or (weight is None and key not in open_states)
+                ):  # greedy search never reopens an expanded state
+                    continue
+                best_g[key], parent[key] = g, (pk, a)
+                if count[i, a] >= want:
+                    path = []
+                    while key != root:
+                        key, act = parent[key]
+                        path.append(act)
+                    return path[::-1], expanded
+                score = scores[key]
+                if score[2]:  # dead
+                    continue
+                open_states[key] = kids[i, a]
+                heapq.heappush(heap, (priority(g, score[which]), next(tick), key, g))
     return [], expanded

@@ -17,7 +17,9 @@ from prototypes.envs.discrete_arm import (
 )
 from prototypes.envs.schema_world import push_world, sample_states, step
 from prototypes.planning.schema_planner import (
+    NEVER,
     SchemaPlannerConfig,
+    best_first,
     brute_force_value,
     compile_rules,
     make_schema_planner,
@@ -208,3 +210,104 @@ def test_solve_finds_the_shortest_plan_that_covers_every_goal():
     assert solve(planner, grid_state(walls, (2, 1), [(2, 2)], [(2, 2)]), want=1) == ([], 0)
     with pytest.raises(ValueError, match="solve needs a planner with a target"):
         solve(_planner(2), _push_state((4, 4), (1, 1), [], []), want=1)
+
+
+# --- best_first: search on the exact graph guided by the relaxed messages ------------------------
+
+ARM_TARGET = (("block", 1), ("goal", 1))
+
+
+@functools.cache
+def _arm_planner():
+    spec, rules = arm_rules()
+    return make_schema_planner(spec, rules, SchemaPlannerConfig(horizon=4), target=ARM_TARGET)
+
+
+def _open_walls(w: int) -> np.ndarray:
+    walls = np.ones((w, w), bool)
+    walls[1:-1, 1:-1] = False
+    return walls
+
+
+@pytest.mark.slow  # compiles target_times, heuristic(s), children (seconds on 2 busy cores)
+def test_target_times_and_heuristic_by_hand():
+    # 7 x 7 arm map, walls on the border; gripper (1, 2), block (1, 3) against the top wall,
+    # goals (1, 5) and (3, 3). Two pushes +x put the block on (1, 5), and the relaxed messages
+    # allow nothing sooner: time 2. No block can ever reach (3, 3): leaving row 1 needs a push
+    # +y with the gripper in the wall row 0 (and the relaxation knows the wall never moves):
+    # NEVER. With want = 1: h_add = h_max = 2, not dead; want = 2: dead.
+    planner = _arm_planner()
+    s = grid_state(_open_walls(7), (1, 2), [(1, 3)], [(1, 5), (3, 3)])
+    times = np.asarray(planner.target_times(s, 2))
+    assert times[1, 5] == 2 and times[3, 3] == NEVER
+    assert (times[2:6] == NEVER).all()  # no cell below row 1 either
+    assert [int(x) for x in planner.heuristic(s, 1)] == [2, 2, 0]
+    assert bool(planner.heuristic(s, 2)[2])
+    assert best_first(planner, s, 1)[0] == [0, 0]  # +x, +x
+    assert best_first(planner, s, 2) == ([], 0)  # pruned at the root: no plan of any length
+
+
+@pytest.mark.slow  # compiles heuristics and children (seconds)
+def test_astar_with_h_max_is_shortest_and_greedy_plans_work():
+    # A* (h = "max", weight 1, batch 1) against breadth-first `solve` and discrete_arm.
+    # solve_steps (a BFS on push_next, written separately) on two-block placements of the
+    # training map; greedy best first finds a plan that covers both goals in push_next too
+    planner = _arm_planner()
+    walls = LAYOUTS["train"].walls
+    for grip, blocks, goals in (
+        ((2, 1), [(2, 2), (5, 5)], [(2, 4), (5, 4)]),
+        ((6, 6), [(2, 2), (2, 5)], [(2, 3), (1, 6)]),
+        ((1, 1), [(5, 2), (2, 5)], [(5, 5), (5, 1)]),
+    ):
+        s = grid_state(walls, grip, blocks, goals)
+        shortest = solve_steps(walls, grip, blocks, goals)
+        path, _ = best_first(planner, s, 2, h="max", weight=1.0, batch=1)
+        assert len(path) == shortest == len(solve(planner, s, 2)[0])
+        for kw in ({}, {"weight": 4.0}):
+            path, expanded = best_first(planner, s, 2, **kw)
+            x = s
+            for a in path:
+                x = push_next(x, a)
+            assert covered_goals(x) == 2 and len(path) >= shortest and expanded > 0
+
+
+@pytest.mark.slow  # brute force over every reachable state of random small worlds
+def test_dead_end_pruning_never_prunes_a_solvable_state():
+    # random placements on a 6 x 6 map (4 x 4 free, one inner wall), two blocks, two goals:
+    # whenever the heuristic calls a state dead, exhaustive breadth-first search (solve, no
+    # budget limit in practice) finds no plan; where solve finds one, h_max <= its length
+    # (admissible), and best_first finds a plan too. Both kinds of state must occur.
+    planner = _arm_planner()
+    walls = _open_walls(6)
+    walls[2, 3] = True
+    free = [tuple(c) for c in np.argwhere(~walls).tolist()]
+    rng = np.random.default_rng(0)
+    dead_seen = live_seen = 0
+    for _ in range(40):
+        pick = rng.choice(len(free), 5, replace=False)
+        cells = [free[i] for i in pick]
+        s = grid_state(walls, cells[0], cells[1:3], cells[3:5])
+        if covered_goals(s) == 2:
+            continue
+        h_add, h_max, dead = (int(x) for x in planner.heuristic(s, 2))
+        path, expanded = solve(planner, s, 2, max_nodes=100_000)
+        assert expanded < 100_000  # exhaustive: the budget never ran out
+        if dead:
+            assert path == []
+            dead_seen += 1
+        if path:
+            assert not dead and h_max <= len(path)
+            assert best_first(planner, s, 2)[0] != []
+            live_seen += 1
+    assert dead_seen >= 3 and live_seen >= 3
+
+
+def test_best_first_bad_input_is_named():
+    planner = _arm_planner()
+    s = grid_state(_open_walls(5), (1, 1), [(2, 2)], [(3, 3)])
+    with pytest.raises(ValueError, match="h must be 'add' or 'max', got 'min'"):
+        best_first(planner, s, 1, h="min")
+    with pytest.raises(ValueError, match="want=-1"):
+        best_first(planner, s, -1)
+    with pytest.raises(ValueError, match="best_first needs a planner with a target"):
+        best_first(_planner(2), _push_state((4, 4), (1, 1), [], []), 1)
