@@ -62,7 +62,7 @@ One member, for one example::
 - Solid top (`solid_top`, on, with the projection): the object is a solid the arm cannot enter.
   Each fit measures how close the arm comes from the side (`solid_extent`: 1st percentile of the
   horizontal distance with the arm below the object's centre) and how low it gets over the
-  object's middle (its top); these replace the pushes' separation and height, and an arm that
+  object (its top); these replace the pushes' separation and height, and an arm that
   starts a step above the top and is predicted inside the object rests on the top instead of
   carrying it. Why: in FetchPush the gripper often rides on the block, dragging it a few mm a
   step; the pushes-only projection (separation 1.3 cm, height 7.5 cm, both set by those drags)
@@ -706,11 +706,13 @@ def solid_extent(next_obs: Float[np.ndarray, "N O"], pairs: np.ndarray) -> np.nd
 
     radius: the 1st percentile of the arm-object horizontal distance over the steps that end with
     the arm lower than the object's centre and within 0.1 of it horizontally (how close the arm
-    gets from the side); top: the 1st percentile of the arm's height above the object's centre
-    over the steps that end with the arm within `radius / 2` horizontally (how low it gets over
-    the middle of the object: it rests on the top). Zeros (off) with fewer than `MIN_PUSHES`
-    steps of either kind. On the 179 episodes of a FetchPush run: radius 4.0 cm (a 5 cm block
-    and the fingers), top 3.6 cm."""
+    gets from the side); top: the 5th percentile of the arm's height over the steps that end with
+    the arm above the object's centre and within `radius` horizontally (how low it gets over the
+    object: it rests on the top), or `radius` itself (an object as tall as it is wide) while
+    fewer than `MIN_PUSHES` such steps are in the data: a planner that has learnt to stay off
+    the object rarely shows one. Zeros (off) with fewer than `MIN_PUSHES` steps from the side.
+    On FetchPush: radius 4.0 cm (a 5 cm block and the fingers), top 3.2-3.5 cm (179 and 40
+    episodes of a run that often rode on the block)."""
     sides, tops = [], []
     for arm, obj in pairs:
         d = next_obs[:, arm] - next_obs[:, obj]  # object -> arm
@@ -722,11 +724,10 @@ def solid_extent(next_obs: Float[np.ndarray, "N O"], pairs: np.ndarray) -> np.nd
     radius = np.percentile(side, 1)
     for arm, obj in pairs:
         d = next_obs[:, arm] - next_obs[:, obj]
-        tops.append(d[np.linalg.norm(d[:, :-1], axis=-1) < radius / 2, -1])
+        tops.append(d[(np.linalg.norm(d[:, :-1], axis=-1) < radius) & (d[:, -1] > 0), -1])
     top = np.concatenate(tops)
-    if len(top) < MIN_PUSHES:
-        return np.zeros(2, np.float32)
-    return np.asarray([radius, np.percentile(top, 1)], np.float32)
+    height = np.percentile(top, 5) if len(top) >= MIN_PUSHES else radius
+    return np.asarray([radius, height], np.float32)
 
 
 def project_contacts(
