@@ -18,10 +18,15 @@ learned schemas with no further learning:
 
 Schema planner (prototypes/planning/schema_planner.py), model-predictive: the plan is followed
 while each real next state equals the model's prediction and searched again otherwise. With
-`--planner exact` (default) a plan is the shortest action sequence that covers every goal in
-the learned model, found by `solve` (breadth-first over the distinct states of the exact
-grounded graph, up to `--solve-nodes`); if the model admits none, the relaxed planner below
-takes over for that step. With `--planner relaxed`: max-product on the learned schemas
+`--planner guided` (default) a plan covers every goal in the learned model and is found by
+`best_first`: greedy best-first search over the distinct states of the exact grounded graph
+(the model's deterministic step), ordered by the relaxed max-product messages (h_add: per goal
+still needed, the first step at which the messages let a block cover it, summed) and pruned
+where they say too few goals can ever be covered (sound: they over-approximate), up to
+`--search-nodes` expanded states. With `--planner exact`: `solve`, breadth-first over the same
+graph (the shortest plan; ~20 s a plan on three blocks on 10 x 10), up to `--solve-nodes`.
+If either finds nothing, the relaxed planner below takes over for that step. With `--planner
+relaxed`: max-product on the learned schemas
 unrolled `--horizon` steps, relaxed forward messages and enforced hill climbing on the exact
 grounded graph toward one more covered goal, covered goals frozen (and unfrozen for a second
 search when the frozen one finds nothing); when every search fails, `--random-steps` random
@@ -30,6 +35,11 @@ goal@0=1), counted over cells. The learned *reward* schemas are printed and comp
 true ones but not planned on: with one block, the episode ends when it reaches the goal, so the
 data never shows a goal that already holds a block, and the learned reward rule cannot know
 that a second block is stopped there (it lacks solid@goal=0; see the rules file).
+
+The table uses the 8 x 8 layouts. `big_three_blocks` (10 x 10, the planning-speed setting of
+profiling/benchmark_schema.py) can be added to --layouts, but its resets are slow: PushArmEnv
+redraws until discrete_arm.solve_steps (a pure-Python breadth-first search over gripper and
+block cells) proves the placement solvable: 5 to 30 s per reset (3 timed, load average 7).
 
 Why exact search (diagnosed on seeds 0-2, 2026-12-03): with the *true* schemas the relaxed
 planner solved 21 of 25 two-block episodes on the abstraction: it pushes blocks against walls
@@ -40,7 +50,9 @@ a block pushed -y into a wall, so its learned -y push schemas lacked "solid ahea
 predicted pushes through walls; with 200 episodes (the default data budget, ~7,900
 transitions) seeds 2, 3 and 4 recover every dynamics schema exactly.
 
-Baselines (`--baselines`), on the same one-block transitions, each planned by Gumbel MuZero
+Baselines (`--baselines`), on the same one-block transitions (`--reuse-baselines RUN` copies
+the baseline evaluations of an earlier run with the same data and baseline settings instead of
+rerunning them; each copied record says where from), each planned by Gumbel MuZero
 MCTS (prototypes/planning/mcts.py, `--mcts-simulations`, random-rollout leaf values, the env's
 reward: goals newly covered) for `--baseline-episodes` episodes per layout:
 - schema_mcts: the same learned schemas as a WorldModel (registry kind "schema");
@@ -65,6 +77,7 @@ plots/schema_arm.png, and experiments/results/schema_arm.csv (`--results-csv`).
 from __future__ import annotations
 
 import csv
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +89,7 @@ import numpy as np
 
 from experiments.cli import CommandLine, progress_bar
 from prototypes.config import arg, check
-from prototypes.data.runs import RunDir
+from prototypes.data.runs import RunDir, read_metrics
 from prototypes.envs.discrete_arm import (
     BLOCK,
     GOAL,
@@ -104,6 +117,7 @@ from prototypes.models.schema import (
 from prototypes.planning.mcts import MCTSConfig, make_mcts_search
 from prototypes.planning.schema_planner import (
     SchemaPlannerConfig,
+    best_first,
     make_schema_planner,
     search,
     solve,
@@ -112,6 +126,12 @@ from prototypes.types import Transition
 
 EVAL_OFFSET = 1_000_000  # reset seeds of evaluation episodes start here (training: below)
 BASELINES = ("schema_mcts", "dbn_mcts", "ensemble_mcts")
+PLANNERS = ("guided", "exact", "relaxed")
+PLANNER_NOTES = {"guided": "guided best-first", "exact": "exact search",
+                 "relaxed": "relaxed max-product"}
+# baseline settings a reused baseline evaluation must share with this run
+REUSE_KEYS = ("train_episodes", "substeps", "baseline_episodes", "mcts_simulations",
+              "mcts_depth", "mcts_rollout_steps", "ensemble_members", "ensemble_epochs")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -128,11 +148,14 @@ class SchemaArmConfig:
         "comma-separated layouts to plan on (train must be among them: the ratios use it)",
     )
     planner: str = arg(
-        "exact",
-        "exact: shortest plan covering every goal by search over the learned model's distinct "
-        "states, then the relaxed planner if none is found; relaxed: the relaxed max-product "
-        "planner with enforced hill climbing only",
+        "guided",
+        "guided: best-first search over the learned model's exact grounded graph to a plan "
+        "covering every goal, ordered and dead-end-pruned by the relaxed max-product messages; "
+        "exact: breadth-first over the same graph (shortest plan, slow on 3 blocks); either "
+        "falls back to the relaxed planner when it finds nothing; relaxed: the relaxed "
+        "max-product planner with enforced hill climbing only",
     )
+    search_nodes: int = arg(20_000, "states the guided search may expand before giving up")
     solve_nodes: int = arg(200_000, "states the exact search may expand before giving up")
     horizon: int = arg(16, "steps of the relaxed max-product messages")
     max_nodes: int = arg(512, "states one relaxed search may expand before giving up")
@@ -152,6 +175,12 @@ class SchemaArmConfig:
     ensemble_members: int = arg(3, "members of the flat ensemble")
     ensemble_epochs: int = arg(30, "most training epochs of the flat ensemble")
     results_csv: str = arg("experiments/results/schema_arm.csv", "rows as CSV ('' for nowhere)")
+    reuse_baselines: str = arg(
+        "",
+        "a finished run directory of this script whose baseline (MCTS) evaluations are copied "
+        "instead of rerun, where its seeds, training data and baseline settings equal these "
+        "('' to run them)",
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -172,9 +201,13 @@ class SchemaArmConfig:
         check(self.random_steps >= 1, f"random_steps must be >= 1, got {self.random_steps}")
         check(self.substeps >= 2, f"substeps must be >= 2, got {self.substeps}")
         check(
-            self.planner in ("exact", "relaxed"),
-            f"planner must be exact or relaxed, got {self.planner!r}",
+            self.planner in PLANNERS,
+            f"planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}",
         )
+        check(self.search_nodes >= 1, f"search_nodes must be >= 1, got {self.search_nodes}")
+        if self.reuse_baselines:
+            problem = _reuse_problem(self)
+            check(problem is None, str(problem))
         check(self.solve_nodes >= 1, f"solve_nodes must be >= 1, got {self.solve_nodes}")
         for name in _names(self.baselines):
             check(
@@ -281,8 +314,11 @@ def run_episode(planner, env: PushArmEnv, seed: int, cfg: SchemaArmConfig) -> di
         start = time.perf_counter()
         if not path:
             searches += 1
-            if cfg.planner == "exact":  # every goal covered, by the shortest plan in the model
-                path, _ = solve(planner, s, int(s[..., GOAL].sum()), cfg.solve_nodes)
+            want = int(s[..., GOAL].sum())  # every goal covered
+            if cfg.planner == "guided":
+                path, _ = best_first(planner, s, want, cfg.search_nodes)
+            elif cfg.planner == "exact":  # the shortest plan in the model
+                path, _ = solve(planner, s, want, cfg.solve_nodes)
         if not path:  # relaxed: one more goal, or closer by the relaxed messages
             frozen = _frozen(s)
             path, _ = search(planner, s, frozen, cfg.max_nodes)
@@ -347,12 +383,29 @@ def fit_unit(cfg: SchemaArmConfig, seed: int, run: RunDir, progress: bool) -> tu
 
 @dataclass(frozen=True)
 class Baseline:
-    """A fitted model and how MCTS plans on it: act(key, grid) -> action, or None with the
-    reason when the model cannot take a layout."""
+    """A fitted model and how MCTS plans on it: act(key, grid) -> action; takes(layout) ->
+    None, or the "n/a: ..." note when the model cannot take it (`baseline_note`)."""
 
     name: str
     act: Any
     takes: Any  # layout name -> None, or the "n/a: ..." note
+
+
+def baseline_note(name: str, layout: str) -> str | None:
+    """None if baseline `name`, fitted on the training layout, can take `layout`; else the
+    "n/a: ..." note (known before fitting, so an n/a row fits nothing)."""
+    train, lay = LAYOUTS["train"], LAYOUTS[layout]
+    if name == "dbn_mcts" and (lay.width != train.width or lay.blocks != 1 or lay.goals != 1):
+        return (
+            f"n/a: fixed input size (6 cell variables: one gripper, one block, one goal; this "
+            f"layout has {lay.blocks} blocks on {lay.width}x{lay.width})"
+        )
+    if lay.width != train.width:  # the registry models take the training grid, flattened
+        return (
+            f"n/a: fixed input size ({train.width}x{train.width} grid, got "
+            f"{lay.width}x{lay.width})"
+        )
+    return None
 
 
 def _mcts_act(cfg: SchemaArmConfig, model, model_state, codebook: np.ndarray, encode):
@@ -381,11 +434,6 @@ def fit_baselines(cfg: SchemaArmConfig, seed: int, data, rules) -> dict[str, Bas
     train = LAYOUTS["train"]
     eye = np.eye(4, dtype=np.float32)
     flat = lambda g: jnp.asarray(np.reshape(g, (1, -1)), jnp.float32)  # noqa: E731
-    same_size = lambda lay: (  # noqa: E731
-        None if LAYOUTS[lay].width == train.width else
-        f"n/a: fixed input size ({train.width}x{train.width} grid, got "
-        f"{LAYOUTS[lay].width}x{LAYOUTS[lay].width})"
-    )
     out: dict[str, Baseline] = {}
     for name in cfg.baseline_list:
         key = jax.random.fold_in(jax.random.key(seed), BASELINES.index(name))
@@ -395,7 +443,7 @@ def fit_baselines(cfg: SchemaArmConfig, seed: int, data, rules) -> dict[str, Bas
             world = arm_rules()[0]
             state = rules_to_state(world, rules, SchemaModelConfig().max_schemas)
             act = _mcts_act(cfg, model, state, eye, flat)
-            out[name] = Baseline(name, act, lambda lay: None)
+            out[name] = Baseline(name, act, lambda lay, n=name: baseline_note(n, lay))
         elif name == "dbn_mcts":
             fspec = cell_dbn_spec(train.width)
             model = make_factored_model(
@@ -414,16 +462,7 @@ def fit_baselines(cfg: SchemaArmConfig, seed: int, data, rules) -> dict[str, Bas
             book = np.arange(4, dtype=np.float32)[:, None]
             act = _mcts_act(cfg, model, state, book, lambda g: jnp.asarray(cell_dbn_state(g))[None])
 
-            def takes(lay: str) -> str | None:
-                L = LAYOUTS[lay]
-                if L.width != train.width or L.blocks != 1 or L.goals != 1:
-                    return (
-                        f"n/a: fixed input size (6 cell variables: one gripper, one block, one "
-                        f"goal; this layout has {L.blocks} blocks)"
-                    )
-                return None
-
-            out[name] = Baseline(name, act, takes)
+            out[name] = Baseline(name, act, lambda lay, n=name: baseline_note(n, lay))
         else:  # ensemble_mcts
             spec = push_arm_spec(train)
             ens = EnsembleConfig(
@@ -443,7 +482,7 @@ def fit_baselines(cfg: SchemaArmConfig, seed: int, data, rules) -> dict[str, Bas
             state = model.init(k_init, jax.tree.map(lambda v: v[0], batch))
             state, _ = model.fit(state, k_fit, batch)
             act = _mcts_act(cfg, model, state, eye, flat)
-            out[name] = Baseline(name, act, same_size)
+            out[name] = Baseline(name, act, lambda lay, n=name: baseline_note(n, lay))
     return out
 
 
@@ -507,6 +546,7 @@ def _units(cfg: SchemaArmConfig, seed: int) -> list[tuple[str, str, str]]:
 
 def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
     done = {m["unit"]: m for m in run.metrics()} if resume else {}
+    reused = _reusable_baselines(cfg)
     for seed in cfg.seed_list:
         units = _units(cfg, seed)
         if f"fit/{seed}" in done and all(u in done for u, _, _ in units):
@@ -521,7 +561,9 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
         for unit, layout, model in units:
             if unit in done:
                 continue
-            if model == "schema":
+            if unit in reused:
+                record = {**reused[unit], "reused_from": cfg.reuse_baselines}
+            elif model == "schema":
                 if planner is None:  # one per seed: compiled once
                     planner = make_schema_planner(
                         arm_rules()[0], rules, SchemaPlannerConfig(horizon=cfg.horizon),
@@ -529,19 +571,17 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
                     )
                 episode = lambda env, rs, p=planner: run_episode(p, env, rs, cfg)  # noqa: E731
                 record = eval_unit(cfg, seed, layout, model, episode, cfg.eval_episodes, progress)
+            elif baseline_note(model, layout) is not None:
+                record = {"unit": unit, "seed": seed, "layout": layout, "model": model,
+                          "episodes": 0, "note": baseline_note(model, layout)}
             else:
                 if baselines is None:
                     baselines = fit_baselines(cfg, seed, data, rules)
                 b = baselines[model]
-                note = b.takes(layout)
-                if note is not None:
-                    record = {"unit": unit, "seed": seed, "layout": layout, "model": model,
-                              "episodes": 0, "note": note}
-                else:
-                    episode = lambda env, rs, b=b: run_mcts_episode(b, env, rs)  # noqa: E731
-                    record = eval_unit(
-                        cfg, seed, layout, model, episode, cfg.baseline_episodes, progress
-                    )
+                episode = lambda env, rs, b=b: run_mcts_episode(b, env, rs)  # noqa: E731
+                record = eval_unit(
+                    cfg, seed, layout, model, episode, cfg.baseline_episodes, progress
+                )
             run.log(record)
             done[unit] = record
             run.save_checkpoint({"units": np.int64(len(done))})
@@ -566,6 +606,34 @@ def train(cfg: SchemaArmConfig, run: RunDir, *, resume: bool, progress: bool = T
     return run
 
 
+def _reuse_problem(cfg: SchemaArmConfig) -> str | None:
+    """Why `cfg.reuse_baselines` cannot be reused (one line), or None."""
+    path = Path(cfg.reuse_baselines)
+    try:
+        old = json.loads((path / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"reuse_baselines: {path} is not a run directory (no readable config.json)"
+    for key in REUSE_KEYS:
+        if old.get(key) != getattr(cfg, key):
+            return (
+                f"reuse_baselines: {path} has {key}={old.get(key)!r}, this run "
+                f"{getattr(cfg, key)!r}; its baseline rows would not be comparable"
+            )
+    return None
+
+
+def _reusable_baselines(cfg: SchemaArmConfig) -> dict[str, dict]:
+    """The baseline evaluations of `cfg.reuse_baselines`'s run (checked when the config was
+    made: same data and baseline settings), by unit; {} if none is named."""
+    if not cfg.reuse_baselines:
+        return {}
+    out = {}
+    for m in read_metrics(Path(cfg.reuse_baselines) / "metrics.jsonl"):
+        if m.get("model") in BASELINES and m.get("seed") in cfg.seed_list:
+            out[m["unit"]] = m
+    return out
+
+
 def _write(cfg: SchemaArmConfig, run: RunDir, rows: list[dict]) -> None:
     """The results CSV and the plot of the finished seeds."""
     if not rows:
@@ -584,7 +652,7 @@ def table(cfg: SchemaArmConfig, done: dict[str, dict]) -> list[dict]:
     """The CSV rows: per seed, layout and model, success and its ratio to the same model's
     success on the training layout; "n/a: ..." where a model cannot take the layout."""
     rows = []
-    planner = "exact search" if cfg.planner == "exact" else "relaxed max-product"
+    planner = PLANNER_NOTES[cfg.planner]
     for seed in cfg.seed_list:
         units = _units(cfg, seed)
         if not all(u in done for u, _, _ in units):

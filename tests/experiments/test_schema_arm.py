@@ -34,6 +34,18 @@ def test_tiny_run_writes_rows_csv_plot_and_resumes_identically(tmp_path):
     assert "<-" in (tmp_path / "run" / "rules_seed0.txt").read_text()
     again = sa.main([*argv, "--resume"])
     assert again.metrics() == run.metrics()
+    # a new run reusing this one's baseline rows: the same baseline records (marked reused),
+    # the schema rows evaluated afresh
+    argv2 = [*argv[: argv.index("--out")], "--out", str(tmp_path / "run2"),
+             "--results-csv", "", "--no-progress", *argv[argv.index("--baseline-episodes"):],
+             "--reuse-baselines", str(tmp_path / "run")]
+    reuse = sa.main(argv2)
+    old = {m["unit"]: m for m in run.metrics()}
+    for m in reuse.metrics():
+        if m.get("model") in sa.BASELINES:
+            assert m.pop("reused_from") == str(tmp_path / "run") and m == old[m["unit"]]
+        else:
+            assert "reused_from" not in m
 
 
 def test_bad_layouts_are_named():
@@ -49,7 +61,9 @@ def test_bad_layouts_are_named():
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["--planner", "greedy"], "planner must be exact or relaxed, got 'greedy'"),
+        (["--planner", "greedy"], "planner must be one of guided, exact, relaxed, got 'greedy'"),
+        (["--search-nodes", "0"], "search_nodes must be >= 1, got 0"),
+        (["--reuse-baselines", "/nonexistent/run"], "is not a run directory"),
         (["--baselines", "dbn_mcts,mlp"], "unknown baseline 'mlp'"),
         (["--baseline-episodes", "0"], "baseline_episodes must be >= 1, got 0"),
         (["--solve-nodes", "0"], "solve_nodes must be >= 1, got 0"),
