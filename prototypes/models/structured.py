@@ -706,13 +706,14 @@ def solid_extent(next_obs: Float[np.ndarray, "N O"], pairs: np.ndarray) -> np.nd
 
     radius: the 1st percentile of the arm-object horizontal distance over the steps that end with
     the arm lower than the object's centre and within 0.1 of it horizontally (how close the arm
-    gets from the side); top: the 5th percentile of the arm's height over the steps that end with
-    the arm above the object's centre and within `radius` horizontally (how low it gets over the
-    object: it rests on the top), or `radius` itself (an object as tall as it is wide) while
-    fewer than `MIN_PUSHES` such steps are in the data: a planner that has learnt to stay off
-    the object rarely shows one. Zeros (off) with fewer than `MIN_PUSHES` steps from the side.
-    On FetchPush: radius 4.0 cm (a 5 cm block and the fingers), top 3.2-3.5 cm (179 and 40
-    episodes of a run that often rode on the block)."""
+    gets from the side); top: the 1st percentile of the arm's height over the steps that end with
+    the arm within `radius / 2` horizontally (how low it gets over the middle of the object: it
+    rests on the top; near the edge it can slide down the side), or `radius` itself (an object
+    as tall as it is wide) while fewer than `MIN_PUSHES` such steps are in the data: a planner
+    that has learnt to stay off the object rarely shows one (9 in 40 episodes of a FetchPush
+    run). Zeros (off) with fewer than `MIN_PUSHES` steps from the side. On the 179 episodes of
+    a FetchPush run that often rode on the block: radius 4.0 cm (a 5 cm block and the
+    fingers), top 3.6 cm."""
     sides, tops = [], []
     for arm, obj in pairs:
         d = next_obs[:, arm] - next_obs[:, obj]  # object -> arm
@@ -724,9 +725,9 @@ def solid_extent(next_obs: Float[np.ndarray, "N O"], pairs: np.ndarray) -> np.nd
     radius = np.percentile(side, 1)
     for arm, obj in pairs:
         d = next_obs[:, arm] - next_obs[:, obj]
-        tops.append(d[(np.linalg.norm(d[:, :-1], axis=-1) < radius) & (d[:, -1] > 0), -1])
+        tops.append(d[np.linalg.norm(d[:, :-1], axis=-1) < radius / 2, -1])
     top = np.concatenate(tops)
-    height = np.percentile(top, 5) if len(top) >= MIN_PUSHES else radius
+    height = np.percentile(top, 1) if len(top) >= MIN_PUSHES else radius
     return np.asarray([radius, height], np.float32)
 
 

@@ -365,14 +365,14 @@ def test_solid_extent_by_hand():
     # 1st percentile of those sorted values sits at position 0.01 * 99 = 0.99, 0.040 + 0.99e-4
     side = 0.040 + 1e-4 * np.arange(N)
     nxt[:N, 0], nxt[:N, 1], nxt[:N, 2] = 1.0 + side, 0.5, 0.39
-    # N steps over it (y-distance 0.01 < radius) at heights 0.036 .. 0.0459 above its centre:
-    # the 5th percentile sits at position 0.05 * 99 = 4.95, 0.036 + 4.95e-4
+    # N steps over its middle (y-distance 0.01 < radius / 2) at heights 0.036 .. 0.0459 above
+    # its centre: the 1st percentile sits at position 0.99, 0.036 + 0.99e-4
     top = 0.036 + 1e-4 * np.arange(N)
     nxt[N : 2 * N, 0], nxt[N : 2 * N, 1], nxt[N : 2 * N, 2] = 1.0, 0.51, 0.4 + top
-    # neither: higher than its centre but 4.5 cm away (> radius); lower but 20 cm away (> 0.1)
-    nxt[2 * N, 0:3] = [1.045, 0.5, 0.41]
+    # neither: 1 cm above its centre but 3 cm away (> radius / 2); lower but 20 cm away (> 0.1)
+    nxt[2 * N, 0:3] = [1.03, 0.5, 0.41]
     nxt[2 * N + 1, 0:3] = [1.2, 0.5, 0.39]
-    radius, height = 0.040 + 0.99e-4, 0.036 + 4.95e-4
+    radius, height = 0.040 + 0.99e-4, 0.036 + 0.99e-4
     np.testing.assert_allclose(solid_extent(nxt, pairs), [radius, height], atol=1e-6)
     # fewer than MIN_PUSHES (20) steps over the object: its top is taken as the radius
     np.testing.assert_allclose(solid_extent(nxt[: N + 19], pairs), [radius, radius], atol=1e-6)
