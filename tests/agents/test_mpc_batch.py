@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _agent(**planner):
     spec = get_spec("reacher")
     model = make_ensemble(EnsembleConfig(members=2, hidden_size=16, hidden_layers=1), spec)
-    cfg = PlannerConfig(population=24, elites=4, iterations=3, horizon=4, particles=2, **planner)
+    cfg = PlannerConfig(population=24, elites=4, iterations=2, horizon=3, particles=2, **planner)
     return make_mpc_agent(model, make_planner(cfg, spec), spec, capacity=1), spec
 
 
