@@ -538,6 +538,15 @@ def plan_search(
     return actions, rewards
 
 
+def _path_to(parent: dict[bytes, tuple[bytes, int]], root: bytes, key: bytes) -> list[int]:
+    """The actions from `root` to `key` along the search's parent links {child: (parent, a)}."""
+    path = []
+    while key != root:
+        key, action = parent[key]
+        path.append(action)
+    return path[::-1]
+
+
 SOLVE_CHUNK = 256  # states per `children` call in `solve` (one compiled batch size)
 
 
@@ -595,11 +604,7 @@ def solve(
                         continue
                     parent[key] = (pk, a)
                     if count[i, a] >= want:
-                        path = []
-                        while key != root:
-                            key, act = parent[key]
-                            path.append(act)
-                        return path[::-1], expanded
+                        return _path_to(parent, root, key), expanded
                     nxt_frontier.append(kids[i, a])
         frontier = np.asarray(nxt_frontier, bool).reshape(-1, *state.shape)
     return [], expanded
@@ -721,11 +726,7 @@ def best_first(
                     continue
                 best_g[key], parent[key] = g, (pk, a)
                 if count[i, a] >= want:
-                    path = []
-                    while key != root:
-                        key, act = parent[key]
-                        path.append(act)
-                    return path[::-1], expanded
+                    return _path_to(parent, root, key), expanded
                 score = scores[key]
                 if score[2]:  # dead
                     continue
