@@ -854,11 +854,12 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
     )
     member_holdout_mse = jax.jit(functools.partial(holdout_mse, net.apply))
 
+    # jitted: the graph network's init run op by op took ~17 s here, compiled ~4 s (same values)
+    init_members = jax.jit(jax.vmap(net.init, in_axes=(0, None)))
+
     def init(key: PRNGKey, example: Transition) -> StructuredState:
         del example  # shapes come from the spec
-        params = jax.vmap(net.init, in_axes=(0, None))(
-            jax.random.split(key, E), jnp.zeros((1, I), jnp.float32)
-        )
+        params = init_members(jax.random.split(key, E), jnp.zeros((1, I), jnp.float32))
         return StructuredState(
             params=params,
             opt_state=optimizer.init(params),

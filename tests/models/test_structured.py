@@ -163,18 +163,18 @@ def test_nll_gradient_vanishes_at_the_true_mean_and_variance():
     every parameter of the graph network vanishes."""
     graph = compile_graph(get_spec("fetch_push").layout, 4)
     net = GraphNet(graph=graph, hidden_size=8, hidden_layers=1)
-    params = jax.vmap(net.init, in_axes=(0, None))(
+    params = jax.jit(jax.vmap(net.init, in_axes=(0, None)))(
         jax.random.split(jax.random.key(0), 2), jnp.zeros((1, graph.in_dim))
     )
     x = jax.random.normal(jax.random.key(1), (2, 4, graph.in_dim))
-    mean, logvar = jax.vmap(net.apply)(params, x)
+    mean, logvar = jax.jit(jax.vmap(net.apply))(params, x)  # jitted: one compile, not per op
     sd = jnp.exp(logvar / 2)
     xs, ys = jnp.concatenate([x, x], 1), jnp.concatenate([mean + sd, mean - sd], 1)
-    grads = jax.grad(lambda p: ensemble_loss(net.apply, p, xs, ys, 0.0)[0])(params)
-    for g in jax.tree.leaves(grads):
+    nll_grad = jax.jit(jax.grad(lambda p, y: ensemble_loss(net.apply, p, xs, y, 0.0)[0]))
+    for g in jax.tree.leaves(nll_grad(params, ys)):
         np.testing.assert_allclose(g, 0.0, atol=2e-5)
     # away from it the gradient does not vanish
-    grads = jax.grad(lambda p: ensemble_loss(net.apply, p, xs, ys + 0.5, 0.0)[0])(params)
+    grads = nll_grad(params, ys + 0.5)
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) > 1e-2
 
 
@@ -392,7 +392,9 @@ def test_project_contacts_solid_top_rests_an_arm_that_comes_down_on_the_object()
     # row 2: from above but ending 0.045 away horizontally (outside the radius): unchanged
     prev[2, 0:3], nxt[2, 0:3] = [0.05, 0.0, 0.45], [0.095, 0.0, 0.41]
     out = np.asarray(
-        project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.035, jnp.float32(0.035))
+        project_contacts(
+            jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.035, jnp.float32(0.035)
+        )
     )
     expected = nxt.copy()
     expected[0, 2] = 0.435
