@@ -13,10 +13,11 @@ ensemble is refit on all real data every `--model-train-every` env steps (first 
 The run directory gets config.json, metrics.jsonl (one line per episode, deterministic per seed;
 `return` is the training episode, `eval_return` the mean return of `--num-envs` deterministic-
 policy episodes every `--eval-every` episodes, acted side by side in a vector env with one
-batched policy call per step; their returns are in `eval_returns` when there are several), perf.jsonl (wall-clock), checkpoints/latest.pkl (after every episode:
-agent, both buffers, counters) and plots/learning_curve.png, plots/eval_curve.png. `--steps` is
-rounded up to whole episodes. `--resume` continues from the last checkpoint and gives the same
-metrics as an uninterrupted run. `--no-model` is plain SAC with the same networks and updates.
+batched policy call per step; their returns are in `eval_returns` when there are several),
+perf.jsonl (wall-clock), checkpoints/ (after every episode: agent, both buffers, counters)
+and plots/learning_curve.png, plots/eval_curve.png. `--steps` is rounded up to whole episodes.
+`--resume` continues from the last checkpoint and gives the same metrics as an uninterrupted
+run. `--no-model` is plain SAC with the same networks and updates.
 """
 
 from __future__ import annotations

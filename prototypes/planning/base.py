@@ -100,7 +100,8 @@ class PlannerConfig:
         fewer than 2 x elites (or the population, if smaller). Kept and shifted elites take rows
         of these, so the sizes are exact."""
         N, K = self.population, self.elites
-        return [max(int(N / self.population_decay**i), min(2 * K, N)) for i in range(self.iterations)]
+        floor = min(2 * K, N)
+        return [max(int(N / self.population_decay**i), floor) for i in range(self.iterations)]
 
     def evaluations(self) -> int:
         """Model evaluations per planning call: the iterations' candidates x particles x horizon."""
