@@ -714,19 +714,13 @@ def solid_extent(next_obs: Float[np.ndarray, "N O"], pairs: np.ndarray) -> np.nd
     run). Zeros (off) with fewer than `MIN_PUSHES` steps from the side. On the 179 episodes of
     a FetchPush run that often rode on the block: radius 4.0 cm (a 5 cm block and the
     fingers), top 3.6 cm."""
-    sides, tops = [], []
-    for arm, obj in pairs:
-        d = next_obs[:, arm] - next_obs[:, obj]  # object -> arm
-        dist = np.linalg.norm(d[:, :-1], axis=-1)
-        sides.append(dist[(d[:, -1] < 0) & (dist < 0.1)])
-    side = np.concatenate(sides)
+    d = np.concatenate([next_obs[:, arm] - next_obs[:, obj] for arm, obj in pairs])  # obj -> arm
+    dist = np.linalg.norm(d[:, :-1], axis=-1)  # horizontal
+    side = dist[(d[:, -1] < 0) & (dist < 0.1)]
     if len(side) < MIN_PUSHES:
         return np.zeros(2, np.float32)
     radius = np.percentile(side, 1)
-    for arm, obj in pairs:
-        d = next_obs[:, arm] - next_obs[:, obj]
-        tops.append(d[np.linalg.norm(d[:, :-1], axis=-1) < radius / 2, -1])
-    top = np.concatenate(tops)
+    top = d[dist < radius / 2, -1]
     height = np.percentile(top, 1) if len(top) >= MIN_PUSHES else radius
     return np.asarray([radius, height], np.float32)
 
@@ -944,11 +938,11 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
         state = state.replace(in_norm=in_norm, out_norm=out_norm, prior=prior)
         if pairs.size and use_projection:
             nxt_w = np.asarray(to_world(jnp.asarray(data.next_obs, jnp.float32)))
-            obs_w = np.asarray(to_world(jnp.asarray(data.obs, jnp.float32)))
             if solid_top:
                 radius, top = solid_extent(nxt_w, pairs)
                 contact = np.asarray([radius, top, top], np.float32)
             else:
+                obs_w = np.asarray(to_world(jnp.asarray(data.obs, jnp.float32)))
                 contact = np.append(contact_separation(obs_w, nxt_w, pairs), 0.0)
             state = state.replace(contact=jnp.asarray(contact, jnp.float32))
         return train_with_early_stopping(
