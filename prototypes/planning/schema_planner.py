@@ -103,7 +103,6 @@ class CompiledRules:
     Attributes:
         literals: float32 [S, 2OK], 1 where the schema needs a state literal (feature layout of
             schema_world.ground without the action part).
-        size: float32 [S], the number of state literals of each schema.
         actions: bool [S, A], the actions under which it can hold (all for a schema with no
             action literal, none for one with two different actions).
         events: float32 [S, 2K + 1], its event: column 2k on:k, 2k + 1 off:k, 2K reward.
@@ -111,7 +110,6 @@ class CompiledRules:
     """
 
     literals: np.ndarray
-    size: np.ndarray
     actions: np.ndarray
     events: np.ndarray
     offsets: tuple[tuple[int, int], ...]
@@ -119,7 +117,8 @@ class CompiledRules:
 
 
 def compile_rules(spec: SchemaSpec, rules: SchemaRules) -> CompiledRules:
-    """The rules as flat arrays; a never-holding schema is appended so S >= 1.
+    """The rules as flat arrays; a dummy schema that never holds (no action allows it) and fires
+    no event is appended so S >= 1.
 
     Raises:
         ValueError: rules that do not fit the spec (a feature index out of range, wrong number
@@ -136,19 +135,16 @@ def compile_rules(spec: SchemaSpec, rules: SchemaRules) -> CompiledRules:
     literals = np.zeros((S, n_state), np.float32)
     actions = np.zeros((S, A), bool)
     events = np.zeros((S, 2 * K + 1), np.float32)
-    size = np.zeros(S, np.float32)
     for i, (schema, event) in enumerate(rows):
         state = [f for f in schema if f < n_state]
         acts = {f - n_state for f in schema if f >= n_state}
         literals[i, state] = 1.0
-        size[i] = len(state)
         if not acts:
             actions[i] = True
         elif len(acts) == 1:
             actions[i, acts.pop()] = True
         events[i, event] = 1.0
-    size[-1] = n_state + 1.0  # the dummy: never enough literals
-    return CompiledRules(literals, size, actions, events, spec.offsets, np.asarray(spec.pad))
+    return CompiledRules(literals, actions, events, spec.offsets, np.asarray(spec.pad))
 
 
 @dataclass(frozen=True)
