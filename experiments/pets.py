@@ -50,6 +50,7 @@ from prototypes.planning import PlannerConfig, make_planner
 from prototypes.types import RewardFn
 
 RATE = f"success_rate_last{SUCCESS_WINDOW}"
+LAST = 50  # the results row also counts successes over the last LAST episodes (issue 11's window)
 
 # Published and measured reference figures, drawn as dashed lines on the learning curve.
 REFERENCES = {
@@ -200,7 +201,9 @@ ALIASES = {
 def results_row(cfg: PETSConfig, run: RunDir) -> dict:
     """A finished run's figures for `--results` (experiments/results/*.csv): its seed, episodes,
     env steps, the mean return of the last 10 episodes, the best episode, success (Fetch), the
-    model evaluations per planning call and the wall-clock minutes spent acting and fitting."""
+    model evaluations per planning call and the wall-clock minutes spent acting and fitting.
+    Fetch rows add the rolling success rate and `successes_last50`, e.g. "43/50" (fewer
+    episodes than 50 give a smaller denominator)."""
     records = run.metrics()
     # perf.jsonl is not truncated on resume: the last line of each episode counts
     perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
@@ -219,6 +222,8 @@ def results_row(cfg: PETSConfig, run: RunDir) -> dict:
     }
     if cfg.env in FETCH_TASKS and records:
         row[RATE] = records[-1][RATE]
+        last = [r["success"] for r in records[-LAST:]]
+        row[f"successes_last{LAST}"] = f"{int(sum(last))}/{len(last)}"
     return row
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prototypes.data.runs import has_checkpoint
+from prototypes.data.runs import RunDir, has_checkpoint
 from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,3 +202,5 @@ def test_fetch_push_on_the_oracle_records_the_env_success(pets, tmp_path):
     meta = json.loads((out / "config.json").read_text())
     assert meta["config"]["reward"] == "shaped"  # the fetch_push default
     assert (out / "plots" / "success.png").stat().st_size > 1000
+    row = pets.results_row(pets.parse_config(["--env", "fetch_push"])[0], RunDir(out))
+    assert row["successes_last50"] == f"{int(record['success'])}/1"
