@@ -2,6 +2,8 @@
 
     kernprof -lv profiling/profile_pets.py                    # line timings of the real loop
     kernprof -lv profiling/profile_pets.py --env pusher --episodes 4
+    kernprof -lv profiling/profile_pets.py --env fetch_push --model structured --episodes 4 \
+        -- --random-episodes 2                               # anything after -- goes to pets.py
     python profiling/profile_pets.py --trace /tmp/pets_trace  # jax.profiler trace of the run
 
 This runs the real experiment, `experiments/pets.py` with that env's default config, a fixed seed
@@ -103,7 +105,9 @@ def main() -> None:
         "--episodes", type=int, default=5, help="episodes in the run, the first random (5)"
     )
     p.add_argument("--seed", type=int, default=0, help="run seed (0)")
+    p.add_argument("--model", default="ensemble", help="world model kind, as pets.py --model")
     p.add_argument("--trace", default=None, help="write a jax.profiler trace of the run here")
+    p.add_argument("pets_args", nargs="*", help="after --: more pets.py flags")
     args = p.parse_args()
     if args.episodes < 3:
         p.error(f"--episodes must be >= 3 (random, compile, steady), got {args.episodes}")
@@ -115,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         argv = ["--env", args.env, "--episodes", str(args.episodes), "--seed", str(args.seed)]
-        argv += ["--out", str(out), "--no-progress"]
+        argv += ["--model", args.model, "--out", str(out), "--no-progress", *args.pets_args]
         t0 = time.perf_counter()
         with jax.profiler.trace(args.trace) if args.trace else nullcontext():
             run = pets.main(argv)
