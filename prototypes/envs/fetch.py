@@ -68,6 +68,7 @@ __all__ = [
     "ENTITY_LAYOUTS",
     "FetchLayout",
     "LAYOUTS",
+    "FIRST_OBJECT_VIEW",
     "FlattenGoalObs",
     "flatten",
     "reward_fns",
@@ -192,7 +193,13 @@ RewardFn = Callable[[Array, Array, Array], Array]
 
 
 def reward_fns(name: str) -> dict[str, RewardFn]:
-    """{"sparse", "dense", "shaped"} -> r(obs [O], action [A], next_obs [O]) for a Fetch task."""
+    """{"sparse", "dense", "shaped"} -> r(obs [O], action [A], next_obs [O]) for a Fetch task.
+
+    A task in `FIRST_OBJECT_VIEW` (fetch_push2) gets its one-object task's rewards on the columns
+    that hold that task's observation (block 1 and the goal)."""
+    if name in FIRST_OBJECT_VIEW:
+        base, cols = FIRST_OBJECT_VIEW[name]
+        return {kind: _on_columns(fn, cols) for kind, fn in reward_fns(base).items()}
     layout = LAYOUTS[name]
 
     def sparse(obs, action, next_obs):
@@ -279,3 +286,44 @@ def register() -> None:
 
         gym.register_envs(gymnasium_robotics)
         _registered = True
+
+
+# --- FetchPush with two blocks (envs/fetch_push2.py) ------------------------------------------
+
+# fetch_push2: FetchPush's 25 entries, then block 2's position [25:28], position relative to the
+# gripper [28:31], Euler rotation [31:34], velp relative to the gripper's [34:37] and velr
+# [37:40], then the goal [40:43]. Block 1 keeps the name "object", so `FetchLayout.achieved`,
+# the goal metrics and the rewards read it: the goal is on block 1.
+ENTITY_LAYOUTS["fetch_push2"] = EntityLayout(
+    entities=(
+        *ENTITY_LAYOUTS["fetch_push"].entities[:2],
+        Entity(
+            "object1",
+            OBJECT,
+            position=slice(25, 28),
+            relative=slice(28, 31),
+            relative_to="gripper",
+            rotation=slice(31, 34),
+            velocity=slice(34, 40),
+        ),
+        Entity("goal", GOAL, position=slice(40, 43)),
+    ),
+    obs_dim=43,
+)
+LAYOUTS["fetch_push2"] = FetchLayout(ENTITY_LAYOUTS["fetch_push2"])
+
+# Tasks whose rewards are a one-object task's rewards on some of their columns: (the one-object
+# task, the columns of its flat observation inside this task's). fetch_push2 without block 2's
+# entries is exactly a fetch_push observation, so its rewards read block 1 only.
+FIRST_OBJECT_VIEW: dict[str, tuple[str, tuple[int, ...]]] = {
+    "fetch_push2": ("fetch_push", tuple(range(25)) + (40, 41, 42)),
+}
+
+
+def _on_columns(fn: RewardFn, cols: tuple[int, ...]) -> RewardFn:
+    index = np.asarray(cols, np.int32)
+
+    def reward(obs, action, next_obs):
+        return fn(obs[..., index], action, next_obs[..., index])
+
+    return reward

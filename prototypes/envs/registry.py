@@ -17,9 +17,9 @@ from types import ModuleType
 import gymnasium as gym
 import numpy as np
 
-from prototypes.envs import fetch, pusher, reacher
+from prototypes.envs import fetch, fetch_push2, pusher, reacher
 from prototypes.envs.layout import EntityLayout
-from prototypes.envs.variants import Variant, VariantWrapper, parse_variant
+from prototypes.envs.variants import FACTORS, Variant, VariantWrapper, parse_variant
 from prototypes.types import DoneFn, RewardFn
 
 __all__ = ["EnvSpec", "TASKS", "FETCH_TASKS", "ALL_TASKS", "get_spec", "make"]
@@ -103,7 +103,10 @@ def _fetch_spec(name: str, gym_id: str) -> EnvSpec:
 FETCH_TASKS: dict[str, EnvSpec] = {
     "fetch_reach": _fetch_spec("fetch_reach", "FetchReach-v4"),
     "fetch_push": _fetch_spec("fetch_push", "FetchPush-v4"),
+    # two blocks, the goal on the first (envs/fetch_push2.py); no variant factors yet ("none")
+    "fetch_push2": _fetch_spec("fetch_push2", fetch_push2.GYM_ID),
 }
+FACTORS.setdefault("fetch_push2", {})
 ALL_TASKS: dict[str, EnvSpec] = {**TASKS, **FETCH_TASKS}
 
 

@@ -49,7 +49,7 @@ def test_done_fn_never_terminates():
 
 
 def test_unknown_env_names_the_choices():
-    choices = "fetch_push, fetch_reach, pusher, reacher"
+    choices = "fetch_push, fetch_push2, fetch_reach, pusher, reacher"
     with pytest.raises(ValueError, match=f"unknown env 'cartpole': choose from {choices}"):
         get_spec("cartpole")
 
