@@ -160,13 +160,7 @@ def run_mpc_episodes(
             postfix=postfix,
             after=after,
         )
-    run_key = jax.random.key(seed)
-    state = agent.init(jax.random.fold_in(run_key, 0))
-    if resume:
-        state = run.load_state(like=state)
-        run.truncate_metrics(int(state.episode))
-    start, T = int(state.episode), agent.spec.episode_steps
-    bar = progress_bar(episodes * T, start * T, progress, desc=desc)
+    run_key, state, start, bar = _start(agent, run, seed, episodes, resume, progress, desc)
     for ep in range(start, episodes):
         key_act, key_fit = jax.random.split(jax.random.fold_in(run_key, ep + 1))
         t0 = time.perf_counter()
@@ -186,16 +180,7 @@ def run_mpc_episodes(
             state, fit_metrics = agent.update(state, key_fit)
         episode = Episode(ep, random, result, fit_metrics, t_act, time.perf_counter() - t1)
         state = state.replace(episode=jnp.int32(ep + 1))
-        line = record(episode)
-        run.log(line)
-        run.log_perf(
-            {
-                "episode": ep + 1,
-                "act_seconds": episode.act_seconds,
-                "fit_seconds": episode.fit_seconds,
-                "seconds_per_step": episode.act_seconds / result.steps,
-            }
-        )
+        line = _log_episode(run, record, episode)
         run.save_checkpoint({"state": state})
         if after is not None:
             after(episode)
@@ -235,13 +220,7 @@ def run_batched_episodes(
     its last one. A checkpoint is written after each round (the planner's warm start stored
     unbatched), so a resumed run restarts at the round boundary it stopped after.
     """
-    run_key = jax.random.key(seed)
-    state = agent.init(jax.random.fold_in(run_key, 0))
-    if resume:
-        state = run.load_state(like=state)
-        run.truncate_metrics(int(state.episode))
-    start, T = int(state.episode), agent.spec.episode_steps
-    bar = progress_bar(episodes * T, start * T, progress, desc=desc)
+    run_key, state, start, bar = _start(agent, run, seed, episodes, resume, progress, desc)
     vector_envs: dict[int, gym.vector.VectorEnv] = {}
     for eps in episode_rounds(episodes, random_episodes, num_envs):
         if eps[0] < start:  # done before the resume
@@ -297,18 +276,7 @@ def run_batched_episodes(
             episode = Episode(
                 ep, randoms[i], result, fit_metrics if last else {}, t_act, t_fit if last else 0.0
             )
-            line = record(episode)
-            run.log(line)
-            run.log_perf(
-                {
-                    "episode": ep + 1,
-                    "act_seconds": t_act,
-                    "fit_seconds": episode.fit_seconds,
-                    "seconds_per_step": t_act / result.steps,
-                    "num_envs": b,
-                }
-            )
-            episodes_done.append((episode, line))
+            episodes_done.append((episode, _log_episode(run, record, episode, num_envs=b)))
         state = state.replace(episode=jnp.int32(eps[-1] + 1))
         run.save_checkpoint({"state": state})
         for episode, line in episodes_done:
@@ -319,6 +287,39 @@ def run_batched_episodes(
     for envs in vector_envs.values():
         envs.close()
     return state
+
+
+def _start(
+    agent: MPCAgent, run: RunDir, seed: int, episodes: int, resume: bool, progress: bool, desc: str
+) -> tuple[PRNGKey, MPCState, int, Any]:
+    """The run key, the agent state (restored from the run's checkpoint and the metrics cut back
+    to it, with `resume`), the first episode still to run and the progress bar over env steps."""
+    run_key = jax.random.key(seed)
+    state = agent.init(jax.random.fold_in(run_key, 0))
+    if resume:
+        state = run.load_state(like=state)
+        run.truncate_metrics(int(state.episode))
+    start, T = int(state.episode), agent.spec.episode_steps
+    return run_key, state, start, progress_bar(episodes * T, start * T, progress, desc=desc)
+
+
+def _log_episode(
+    run: RunDir, record: Callable[[Episode], dict], episode: Episode, num_envs: int | None = None
+) -> dict:
+    """Write a finished episode's metrics line (`record`) and its perf line; return the former.
+    `num_envs` (batched rounds only) goes into the perf line."""
+    line = record(episode)
+    run.log(line)
+    run.log_perf(
+        {
+            "episode": episode.index + 1,
+            "act_seconds": episode.act_seconds,
+            "fit_seconds": episode.fit_seconds,
+            "seconds_per_step": episode.act_seconds / episode.result.steps,
+            **({} if num_envs is None else {"num_envs": num_envs}),
+        }
+    )
+    return line
 
 
 def episode_rounds(episodes: int, random_episodes: int, num_envs: int) -> list[list[int]]:
