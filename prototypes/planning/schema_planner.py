@@ -348,21 +348,21 @@ def make_schema_planner(
             return jnp.int32(0)
         return target_holds(jnp.stack([~state, state], -1)).sum()
 
+    def successors(state):  # [H, W, K] -> every action's child, reward, target count
+        nxt, r = jax.vmap(step, in_axes=(None, 0))(state, jnp.arange(A))
+        return nxt, r, jax.vmap(count)(nxt)
+
     def expand(states, frozen):  # [N, H, W, K] -> every action's child, reward, h, violation
         def one(state):
-            nxt, r = jax.vmap(step, in_axes=(None, 0))(state, jnp.arange(A))
+            nxt, r, n = successors(state)
             h = jax.vmap(first_reward, in_axes=(0, None))(nxt, frozen)
             bad = (frozen[None] & (nxt != state[None])).any((1, 2, 3))
-            return nxt, r, h, bad, jax.vmap(count)(nxt)
+            return nxt, r, h, bad, n
 
         return jax.vmap(one)(states)
 
     def children(states):  # [N, H, W, K] -> every action's child, reward, target count
-        def one(state):
-            nxt, r = jax.vmap(step, in_axes=(None, 0))(state, jnp.arange(A))
-            return nxt, r, jax.vmap(count)(nxt)
-
-        return jax.vmap(one)(states)
+        return jax.vmap(successors)(states)
 
     def target_times(state, want):  # [H, W, K] -> int32 [H, W]: relaxed steps until cells meet
         if tk is None:
