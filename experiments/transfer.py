@@ -5,6 +5,8 @@
         --factors goal,start,distractors --seeds 3
     python experiments/transfer.py --env pusher --factors mass --context given   # CARL-style
     python experiments/transfer.py ... --resume          # finish an interrupted suite
+    python experiments/transfer.py --env fetch_push --models structured,oracle \\
+        --factors goal,start,distractors --trained structured=/work/runs/fp_struct_s{seed}
 
 For each learned model (`--models`, registry kinds; `oracle` is the true simulator) and each
 seed (0 .. --seeds - 1), the model is trained once, online with its planner exactly as
@@ -33,6 +35,18 @@ tests/experiments/test_transfer.py). The planner's key of episode i of a conditi
 (seed, condition, i) only, the same for every model. The oracle needs no training: per seed it
 plans on each condition's live physics (one particle: it is deterministic).
 
+Models trained by experiments/pets.py (`--trained KIND=PATTERN`, comma-separated or repeated):
+seed S of model KIND is then not trained here but taken from the newest complete checkpoint of
+the pets.py run at PATTERN.format(seed=S), read only (no lock taken, nothing written there; a
+live run may go on), copied once into reused/<KIND>_seed<S>/ with origin.json (its source,
+config.json and episodes), and never read again, even by --resume. The run must have this
+suite's env, model kind and model config and variant none; a pets.py run trains on the task's
+own distribution, which is range A only for the factors in `OWN_IS_A` (FetchPush goal, start
+and distractors; Pusher start and distractors; FetchReach goal), so only those are allowed, the
+context must be hidden, and the model's `:held` conditions are skipped (it saw the whole of A:
+nothing is held out; the table says "not held out"). Every row says where its model was
+trained (`trained_on`). The planner that evaluates it is this suite's.
+
 Context (`--context`): hidden (pure zero-shot: the observation is the task's own) or given (the
 factors' values appended to the observation as constant features, CARL-style, in training and
 evaluation; prototypes/envs/context.py). The oracle always plans on the true physics.
@@ -42,10 +56,12 @@ Output in the run directory (default runs/transfer_<env>_<context>):
   return, for Fetch success and final distance, and the variant values drawn);
 - train/<model>_seed<S>/: the training run of each learned model (pets-like run directory with
   its checkpoint: the trained model, reused by every condition and by --resume, never retrained);
+  reused/<model>_seed<S>/ instead for a `--trained` one;
 - table.md (also printed) and summary.csv: per model x condition the mean over seeds of the
   per-seed mean return (Pusher, Reacher) or success rate (Fetch) over the evaluation episodes,
   with a percentile-bootstrap 95% interval over seeds, and the transfer ratio per factor;
-- per_seed.csv (and, with --results, experiments/results/transfer_<env>_<context>.csv);
+- per_seed.csv (and, with --results, experiments/results/transfer_<env>_<context>.csv), one row
+  per model x seed x condition, with `trained_on` (this suite, a pets.py run, or the simulator);
 - plots/transfer.png: the table as grouped bars with the intervals.
 
 Transfer ratio: test / train for success rates. For returns, which are negative costs here, it
@@ -62,7 +78,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import shutil
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,13 +90,20 @@ import jax
 import numpy as np
 
 from experiments.cli import CommandLine, Layer, progress_bar
-from experiments.mpc_episodes import Episode, run_mpc_episodes, uniform_act
+from experiments.mpc_episodes import Episode, episode_rounds, run_mpc_episodes, uniform_act
 from experiments.pets import LAYERS as PETS_LAYERS
 from experiments.pets import planning_reward
 from prototypes.agents import episode as episode_lib
 from prototypes.agents.mpc import MPCAgent, MPCState, make_mpc_agent, planning_act
-from prototypes.config import arg, check, to_dict
-from prototypes.data.runs import RunDir, episode_seed, has_checkpoint, open_run
+from prototypes.config import ConfigError, arg, check, to_dict
+from prototypes.data.runs import (
+    CheckpointError,
+    RunDir,
+    RunWarning,
+    episode_seed,
+    has_checkpoint,
+    open_run,
+)
 from prototypes.data.stats import bootstrap_ci
 from prototypes.envs import ALL_TASKS, FETCH_TASKS, fetch, get_spec, make
 from prototypes.envs.context import ContextObservation, context_width, with_context
@@ -97,6 +122,19 @@ from prototypes.models.registry import OracleConfig, check_model, get_model_kind
 from prototypes.models.structured import StructuredConfig
 from prototypes.planning import PlannerConfig, make_planner
 
+# The factors whose training range A is the task's own reset distribution (variants.py: a region
+# factor marked "gymnasium: A"; distractors, whose A is the count 0), per task: a pets.py run with
+# variant none trained on exactly A for these, and only for these (none on a task not listed).
+# Its scale factors (mass, ...) saw only the nominal x1, Pusher's goal only its home point, and
+# Reacher's goal both A and B.
+OWN_IS_A = {
+    "fetch_push": frozenset({"goal", "start", "distractors"}),
+    "fetch_reach": frozenset({"goal"}),
+    "pusher": frozenset({"start", "distractors"}),
+    "reacher": frozenset(),
+}
+REUSED = "reused"  # run/reused/<kind>_seed<S>/: a pets.py model copied here (--trained)
+ORIGIN = "origin.json"  # beside the copy: where it came from; written last (the copy's commit)
 EVAL_SEED = 900_001  # evaluation episode i resets with episode_seed(EVAL_SEED, i)
 EVAL_TAG = 0x65766C  # folds the run key into the evaluation stream ("evl")
 TRAIN = "train"
@@ -135,6 +173,13 @@ class TransferConfig:
     ensemble: EnsembleConfig = arg(EnsembleConfig(), "the flat ensemble (--models ensemble)")
     structured: StructuredConfig = arg(StructuredConfig(), "the structured model")
     oracle: OracleConfig = arg(OracleConfig(), "the true simulator")
+    trained: str = arg(
+        "",
+        "reuse models experiments/pets.py trained instead of training them here: KIND=PATTERN, "
+        "comma-separated or the flag repeated; PATTERN.format(seed=S) is seed S's pets run "
+        "directory, read only (its newest checkpoint), e.g. "
+        "structured=/work/runs/fp_struct_s{seed}",
+    )
 
     def __post_init__(self) -> None:
         check(
@@ -164,10 +209,63 @@ class TransferConfig:
             f"{self.random_episodes}",
         )
         check(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
+        self._check_trained(kinds)
+
+    def _check_trained(self, kinds: list[str]) -> None:
+        """--trained: KIND=PATTERN items naming learned kinds of --models, once each."""
+        if not self.trained.strip():
+            return
+        seen: set[str] = set()
+        for item in self.trained.split(","):
+            kind, eq, pattern = (x.strip() for x in item.partition("="))
+            check(
+                bool(kind) and bool(eq) and bool(pattern),
+                f"trained item {item.strip()!r} is not KIND=PATTERN "
+                "(e.g. structured=/work/runs/fp_struct_s{seed})",
+            )
+            check(kind not in seen, f"trained names model {kind!r} twice")
+            seen.add(kind)
+            check(kind in kinds, f"trained model {kind!r} is not in --models {self.models!r}")
+            check(
+                not get_model_kind(kind).needs_env,
+                f"trained model {kind!r} is the true simulator: there is no trained model to reuse",
+            )
+            try:
+                pattern.format(seed=0)
+            except (KeyError, IndexError, ValueError) as e:
+                check(
+                    False,
+                    f"trained pattern {pattern!r} does not format with seed only "
+                    f"({type(e).__name__}: {e}); write {{seed}} where the seed goes",
+                )
+            check(
+                self.seeds == 1 or pattern.format(seed=0) != pattern.format(seed=1),
+                f"trained pattern {pattern!r} names one run for all {self.seeds} seeds: "
+                "write {seed} where the seed goes",
+            )
+        check(
+            self.context == "hidden",
+            "trained with --context given: a pets.py run never saw context features "
+            "(use --context hidden)",
+        )
+        own = OWN_IS_A.get(self.env, frozenset())
+        other = [f for f in factor_tests(self.env, self.factors) if f not in own]
+        check(
+            not other,
+            f"trained with factor {other[0] if other else ''!r}: a pets.py run (variant none) "
+            f"trained on {self.env}'s own distribution, which is range A only for "
+            f"{', '.join(sorted(own)) or 'no factor'} (use --trained only with those)",
+        )
 
     @property
     def model_list(self) -> list[str]:
         return [k.strip() for k in self.models.split(",") if k.strip()]
+
+    @property
+    def trained_runs(self) -> dict[str, str]:
+        """{model kind: pattern of its pets.py run directories} from --trained."""
+        items = [item.partition("=") for item in self.trained.split(",") if item.strip()]
+        return {kind.strip(): pattern.strip() for kind, _, pattern in items}
 
     def model_config(self, kind: str) -> Any:
         """The config of model kind `kind`: this suite's field for it, or the kind's defaults."""
@@ -310,6 +408,163 @@ def train_model(
         sub.close()
 
 
+# --- models trained by pets.py (--trained) -------------------------------------------------------
+
+
+def pets_run(cfg: TransferConfig, kind: str, seed: int) -> tuple[Path, dict]:
+    """The pets.py run directory reused as model `kind` of `seed`, and its config.json, checked
+    against this suite. Reads only: takes no lock and writes nothing there.
+
+    Raises:
+        ConfigError (one line): no run or no checkpoint there, not a pets.py run, or a run whose
+            env, model kind, variant (only none) or model config differs from this suite's
+            (naming the first differing field and both values).
+    """
+    path = Path(cfg.trained_runs[kind].format(seed=seed))
+    what = f"trained {kind} seed {seed}"
+    check((path / "config.json").is_file(), f"{what}: no pets.py run at {path} (no config.json)")
+    try:
+        meta = RunDir(path).config()
+    except CheckpointError as e:
+        check(False, f"{what}: {e}")
+    saved = meta["config"]
+    needed = ("env", "model_kind", "variant", "episodes", "random_episodes")
+    check(
+        all(k in saved for k in needed),
+        f"{what}: {path} is not a pets.py run (its config has no {', '.join(needed)})",
+    )
+    if saved["env"] == cfg.env:  # canonical form ("" is none too); another env is named below
+        try:
+            saved = {**saved, "variant": str(parse_variant(cfg.env, saved["variant"]))}
+        except ConfigError:
+            pass  # shown as it is
+    ours = {"env": cfg.env, "model_kind": kind, "variant": "none"}
+    ours.update({f"model.{k}": v for k, v in to_dict(cfg.model_config(kind)).items()})
+    for name in [*ours, *sorted(k for k in saved if k.startswith("model.") and k not in ours)]:
+        theirs, mine = saved.get(name, "(no such field)"), ours.get(name, "(no such field)")
+        check(
+            theirs == mine,
+            f"{what}: {path} differs from this suite in {name}: the run has {theirs!r}, "
+            f"this suite {mine!r}",
+        )
+    check(
+        has_checkpoint(path, complete=True),
+        f"{what}: no checkpoint in {path / 'checkpoints'} (the run has not finished an episode)",
+    )
+    return path, meta
+
+
+def fitted_episodes(config: dict, episode: int) -> int:
+    """How many episodes of data the model of a pets.py run's checkpoint after `episode`
+    episodes was last fit on: pets.py refits after every round of `num_envs` episodes
+    (experiments/mpc_episodes.py) except the run's last."""
+    total = config["episodes"]
+    rounds = episode_rounds(total, config["random_episodes"], config.get("num_envs", 1))
+    ends = [r[-1] + 1 for r in rounds]
+    return max([n for n in ends if n <= episode and n < total], default=0)
+
+
+def copy_pets_model(cfg: TransferConfig, kind: str, seed: int, path: Path) -> None:
+    """Copy the model of the newest complete checkpoint of `kind`'s pets.py run for `seed` into
+    `path` (a checkpoint holding the model state only), then write `path`/origin.json (the
+    source, its config.json, the episodes it saw, the `trained_on` text), which commits it.
+
+    A newest generation still being written by the live run is skipped for the one before it
+    (`RunDir.load_checkpoint`), without a warning.
+
+    Raises:
+        CheckpointError (one line): the checks of `pets_run`, an unusable checkpoint there, or a
+            model that was never fit.
+    """
+    if path.exists():
+        shutil.rmtree(path)  # an interrupted copy: nothing evaluated with it yet
+    try:
+        source, meta = pets_run(cfg, kind, seed)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunWarning)
+        saved = RunDir(source).load_checkpoint()
+    state = saved.get("state") if isinstance(saved, dict) else None
+    if not isinstance(state, dict) or "model" not in state or "episode" not in state:
+        raise CheckpointError(f"trained {kind} seed {seed}: {source}'s checkpoint is no MPC agent")
+    episode, total = int(np.asarray(state["episode"])), meta["config"]["episodes"]
+    fit_on = fitted_episodes(meta["config"], episode)
+    if fit_on < 1:
+        raise CheckpointError(
+            f"trained {kind} seed {seed}: the model in {source} (after episode {episode} of "
+            f"{total}) was never fit: wait for its first fit"
+        )
+    origin = {
+        "kind": kind,
+        "seed": seed,
+        "source": str(source.resolve()),
+        "episode": episode,
+        "episodes": total,
+        "fit_on": fit_on,
+        "trained_on": f"pets run {source.resolve()}, fit on {fit_on} episode"
+        f"{'s' if fit_on != 1 else ''} (checkpoint after episode {episode} of {total}), "
+        "whole of A",
+        "source_config": meta,
+    }
+    RunDir(path).save_checkpoint({"state": state["model"]})
+    tmp = path / (ORIGIN + ".tmp")
+    tmp.write_text(json.dumps(origin, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path / ORIGIN)
+
+
+def copy_reused(cfg: TransferConfig, run: RunDir) -> None:
+    """Copy every --trained model that has no complete copy in run/reused/<kind>_seed<S> yet, at
+    the suite's start (so the checkpoints used are the newest when the suite was launched). A
+    resumed suite whose copies are complete never reads the pets runs again."""
+    for kind in cfg.trained_runs:
+        for seed in range(cfg.seeds):
+            path = run.path / REUSED / f"{kind}_seed{seed}"
+            if not ((path / ORIGIN).is_file() and has_checkpoint(path, complete=True)):
+                copy_pets_model(cfg, kind, seed, path)
+
+
+def reuse_model(
+    cfg: TransferConfig, run: RunDir, kind: str, agent: MPCAgent, seed: int
+) -> MPCState:
+    """The agent state whose model is `kind`'s pets.py model for `seed` (--trained), loaded from
+    its copy in run/reused/<kind>_seed<S> (`copy_reused`): no training episode runs."""
+    path = run.path / REUSED / f"{kind}_seed{seed}"
+    fresh = agent.init(jax.random.key(seed))
+    return fresh.replace(model=RunDir(path).load_state(like=fresh.model))
+
+
+def origins(cfg: TransferConfig, run: RunDir | None) -> dict[tuple[str, int], str]:
+    """{(kind, seed): the `trained_on` text of its reused pets.py model} (read from the copies)."""
+    out: dict[tuple[str, int], str] = {}
+    if run is None:
+        return out
+    for kind in cfg.trained_runs:
+        for seed in range(cfg.seeds):
+            path = run.path / REUSED / f"{kind}_seed{seed}" / ORIGIN
+            if path.is_file():
+                out[(kind, seed)] = json.loads(path.read_text())["trained_on"]
+    return out
+
+
+def trained_on(cfg: TransferConfig, kind: str, seed: int, known: dict) -> str:
+    """Where model `kind` of `seed` was trained, for the rows: this suite, a pets.py run, or
+    nowhere (the true simulator)."""
+    if get_model_kind(kind).needs_env:
+        return "not trained (true simulator)"
+    if kind in cfg.trained_runs:
+        source = cfg.trained_runs[kind].format(seed=seed)
+        return known.get((kind, seed), f"pets run {source}, whole of A")
+    return f"this suite, {cfg.train_episodes} episodes, Atrain"
+
+
+def model_conditions(cfg: TransferConfig, kind: str) -> list[str]:
+    """The conditions model `kind` is evaluated on: all of them, except that a reused pets.py
+    model (--trained) skips the `:held` ones (it trained on the whole of A: nothing is held
+    out)."""
+    return [c for c in conditions(cfg) if not (kind in cfg.trained_runs and c.endswith(":held"))]
+
+
 # --- evaluation ---------------------------------------------------------------------------------
 
 
@@ -379,8 +634,10 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
     width = context_width(conds[TRAIN]) if given else 0
     if not resume:
         run.save_checkpoint({"state": {"evaluated": np.int32(0)}})  # so --resume finds the run
+    copy_reused(cfg, run)
     done = finished(run)
-    total = len(cfg.model_list) * cfg.seeds * len(conds) * cfg.eval_episodes
+    total = sum(len(model_conditions(cfg, k)) for k in cfg.model_list) * cfg.seeds
+    total *= cfg.eval_episodes
     bar = progress_bar(total, sum(len(v) for v in done.values()), progress, "evaluate", "episode")
     for kind in cfg.model_list:
         oracle = get_model_kind(kind).needs_env
@@ -393,10 +650,16 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
             model = make_model(kind, cfg.model_config(kind), spec)
             agent = make_mpc_agent(model, make_planner(planner_cfg, spec), spec, capacity)
         for seed in range(cfg.seeds):
-            todo = [c for c in conds if len(done.get((kind, seed, c), ())) < cfg.eval_episodes]
+            todo = [
+                c
+                for c in model_conditions(cfg, kind)
+                if len(done.get((kind, seed, c), ())) < cfg.eval_episodes
+            ]
             if not todo:
                 continue
-            if not oracle:
+            if kind in cfg.trained_runs:
+                state = reuse_model(cfg, run, kind, agent, seed)
+            elif not oracle:
                 state = train_model(cfg, run, kind, agent, seed, progress=progress)
             for condition in todo:
                 env = make_env(cfg, conds[condition], given and not oracle)
@@ -432,8 +695,11 @@ def metric_name(env: str) -> str:
     return "success" if env in FETCH_TASKS else "return"
 
 
-def per_seed_rows(cfg: TransferConfig, records: list[dict]) -> list[dict]:
-    """One row per (model, seed, condition): the mean of the metric over its episodes."""
+def per_seed_rows(
+    cfg: TransferConfig, records: list[dict], known: dict[tuple[str, int], str] | None = None
+) -> list[dict]:
+    """One row per (model, seed, condition): the mean of the metric over its episodes, and where
+    the model was trained (`trained_on`; `known` = `origins(cfg, run)` for reused models)."""
     key = metric_name(cfg.env)
     groups: dict[tuple[str, int, str], list[float]] = {}
     for r in records:
@@ -454,6 +720,7 @@ def per_seed_rows(cfg: TransferConfig, records: list[dict]) -> list[dict]:
                             "variant": str(conditions(cfg)[condition]),
                             key: float(np.mean(values)),
                             "episodes": len(values),
+                            "trained_on": trained_on(cfg, kind, seed, known or {}),
                         }
                     )
     return rows
@@ -497,6 +764,13 @@ def summarize(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
                     if any("episodes" in r for r in rows)
                     else cfg.eval_episodes,
                     "ratio": 1.0 if c == TRAIN else ratio(train, float(np.mean(x)), success),
+                    "trained_on": "; ".join(
+                        dict.fromkeys(
+                            r["trained_on"]
+                            for r in rows
+                            if r["model"] == kind and r["condition"] == c and "trained_on" in r
+                        )
+                    ),
                 }
             )
     return out
@@ -519,17 +793,25 @@ def format_table(cfg: TransferConfig, summary: list[dict]) -> str:
         "|" + "---|" * len(head),
     ]
     for kind in cfg.model_list:
-        cells = [kind + (" (true sim)" if get_model_kind(kind).needs_env else "")]
+        own = " (true sim)" if get_model_kind(kind).needs_env else ""
+        cells = [kind + (" (pets.py run)" if kind in cfg.trained_runs else own)]
         for c in conds:
             s = cell.get((kind, c))
             if s is None:
-                cells.append("-")
+                held = kind in cfg.trained_runs and c.endswith(":held")
+                cells.append("not held out" if held else "-")
                 continue
             text = f"{fmt.format(s[key])} [{fmt.format(s['ci_low'])}, {fmt.format(s['ci_high'])}]"
             if c != TRAIN:
                 text += f" ({s['ratio']:.2f})"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
+    for kind in cfg.trained_runs:
+        where = (cell.get((kind, TRAIN)) or {}).get("trained_on") or cfg.trained_runs[kind]
+        lines.append(
+            f"{kind} was not trained by this suite but reused from experiments/pets.py "
+            f"({where}): its :held conditions are not held out, so not evaluated."
+        )
     return "\n".join(lines)
 
 
@@ -585,7 +867,7 @@ def plot(cfg: TransferConfig, run: RunDir, summary: list[dict]) -> Path:
 def report(cfg: TransferConfig, run: RunDir) -> str:
     """Write table.md, summary.csv, per_seed.csv (and the results CSV) and the plot; print and
     return the table."""
-    rows = per_seed_rows(cfg, run.metrics())
+    rows = per_seed_rows(cfg, run.metrics(), origins(cfg, run))
     summary = summarize(cfg, rows)
     table = format_table(cfg, summary)
     (run.path / "table.md").write_text(table + "\n")
@@ -645,7 +927,50 @@ def main(argv: list[str] | None = None) -> RunDir:
 
             argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
         sys.exit(0)
+    argv = join_repeated(argv, "--trained")
+    if "--trained" in argv or any(a.startswith("--trained=") for a in argv):
+        check_trained_runs(argv)
     return COMMAND.run(argv, run_suite, fatal=(TrainingDivergedError,))
+
+
+def join_repeated(argv: list[str], flag: str) -> list[str]:
+    """argv with every `flag VALUE` (or `flag=VALUE`) replaced by one, the values joined by
+    commas, at the place of the first (so that a repeated --trained adds up)."""
+    values, out, first, i = [], [], None, 0
+    while i < len(argv):
+        if argv[i] == flag and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif argv[i].startswith(flag + "="):
+            value, i = argv[i][len(flag) + 1 :], i + 1
+        else:
+            out.append(argv[i])
+            i += 1
+            continue
+        values.append(value)
+        first = len(out) if first is None else first
+    if len(values) < 2:
+        return argv
+    return out[:first] + [flag, ",".join(values)] + out[first:]
+
+
+def check_trained_runs(argv: list[str]) -> None:
+    """Before anything is written: every pets.py run --trained names is there and matches this
+    suite (`pets_run`), else one line and exit status 2. A --resume whose copy of that run is
+    complete skips the check (the suite never reads the pets run again)."""
+    import argparse
+
+    cfg, ns = COMMAND.parse(argv)
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    out = Path(ns.out or COMMAND.out.format(**fields))
+    for kind in cfg.trained_runs:
+        for seed in range(cfg.seeds):
+            copy = out / REUSED / f"{kind}_seed{seed}"
+            if ns.resume and (copy / ORIGIN).is_file() and has_checkpoint(copy, complete=True):
+                continue
+            try:
+                pets_run(cfg, kind, seed)
+            except ConfigError as e:
+                argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
 
 
 if __name__ == "__main__":

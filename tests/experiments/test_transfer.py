@@ -2,18 +2,28 @@
 ensemble and oracle, 1 seed, 2 training and 2 evaluation episodes): every model faces the same
 episodes, and an interrupted suite resumes without recomputing anything that finished and ends
 with the same table as an uninterrupted run of the same seed (so the same seed gives the same
-table)."""
+table). --trained, on a tiny 2-episode pets.py run on Pusher: no training runs, the evaluated
+model is the pets checkpoint's to the bit, the rows say where it was trained, a resumed suite
+needs no pets run and recomputes nothing; each refusal is one line, exit status 2."""
 
+import csv
 import json
+import shutil
 from collections import defaultdict
 
+import jax
+import numpy as np
 import pytest
+from flax import serialization
 
 import experiments.mpc_episodes as mpc_episodes
 import prototypes.agents.episode as episode_lib
+from prototypes.data.runs import RunDir
+from prototypes.envs.variants import FACTORS, DistractorFactor, RegionFactor
 from tests.scripts import load_script
 
 transfer = load_script("experiments/transfer.py", "transfer_script")
+pets = load_script("experiments/pets.py", "pets_script_for_transfer")
 
 TINY = [
     "--env", "reacher", "--models", "ensemble,oracle", "--factors", "mass", "--seeds", "1",
@@ -148,3 +158,193 @@ def test_interrupted_suite_resumes_and_recomputes_nothing(tiny_run, tmp_path, mo
     calls.clear()
     transfer.main([*TINY, "--out", str(out), "--resume"])  # all finished: nothing runs
     assert calls == []
+
+
+# --- --trained: models trained by experiments/pets.py ------------------------------------------
+
+PETS_TINY = [
+    "--env", "pusher", "--episodes", "2", "--random-episodes", "1", "--population", "16",
+    "--elites", "4", "--horizon", "3", "--iterations", "1", "--particles", "2", "--ensemble", "2",
+    "--model.hidden-size", "16", "--model.hidden-layers", "1", "--model.max-epochs", "2",
+    "--no-progress",
+]  # fmt: skip
+REUSE_TINY = [
+    "--env", "pusher", "--models", "ensemble", "--factors", "start", "--seeds", "1",
+    "--eval-episodes", "2", "--population", "16", "--planner.elites", "4", "--horizon", "3",
+    "--iterations", "1", "--particles", "2", "--ensemble.members", "2",
+    "--ensemble.hidden-size", "16", "--ensemble.hidden-layers", "1", "--ensemble.max-epochs", "2",
+    "--no-progress",
+]  # fmt: skip
+REUSE_EPISODES = 2 * 2  # evaluation only: conditions train and start:test (start:held skipped)
+
+
+def _key_data(tree):
+    def data(x):
+        return jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+    return jax.tree.map(data, tree)
+
+
+@pytest.fixture(scope="module")
+def pets_run(tmp_path_factory):
+    """A finished 2-episode pets.py run on Pusher (seed 0) and its --trained pattern."""
+    root = tmp_path_factory.mktemp("pets")
+    pets.main([*PETS_TINY, "--seed", "0", "--out", str(root / "pets_s0")])
+    return root / "pets_s0", str(root / "pets_s{seed}")
+
+
+@pytest.fixture(scope="module")
+def reused_run(pets_run, tmp_path_factory):
+    """transfer.py --trained ensemble=<the pets run>: its run directory, the episodes driven and
+    the model state every evaluation planned with."""
+    out = tmp_path_factory.mktemp("reuse") / "run"
+    calls, evaluated = [], []
+    real_drive, real_evaluate = episode_lib.drive_episode, transfer.evaluate
+
+    def drive(*args, **kw):
+        calls.append(1)
+        return real_drive(*args, **kw)
+
+    def evaluate(cfg, run, kind, seed, condition, agent, state, *rest):
+        evaluated.append((kind, seed, condition, state.model))
+        return real_evaluate(cfg, run, kind, seed, condition, agent, state, *rest)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(episode_lib, "drive_episode", drive)
+        mp.setattr(mpc_episodes, "drive_episode", drive)
+        mp.setattr(transfer, "evaluate", evaluate)
+        transfer.main([*REUSE_TINY, "--trained", f"ensemble={pets_run[1]}", "--out", str(out)])
+    return out, calls, evaluated
+
+
+@pytest.mark.slow
+def test_trained_evaluates_the_pets_model_without_training(pets_run, reused_run):
+    pets_dir, _ = pets_run
+    out, calls, evaluated = reused_run
+    assert not (out / "train").exists()  # nothing trained here
+    assert len(calls) == REUSE_EPISODES  # only evaluation episodes ran
+    assert [c for _, _, c, _ in evaluated] == ["train", "start:test"]  # start:held skipped
+    saved = RunDir(pets_dir).load_checkpoint()["state"]["model"]
+    for *_, model in evaluated:  # the very parameters (and normaliser...) of the pets checkpoint
+        mine = serialization.to_state_dict(_key_data(model))
+        assert jax.tree.structure(mine) == jax.tree.structure(saved)
+        for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(saved), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # pets.py refits after every episode but the last: after episode 1 of 2, on 1 episode
+    origin = f"pets run {pets_dir.resolve()}, fit on 1 episode (checkpoint after episode 2 of 2)"
+    with open(out / "per_seed.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["condition"] for r in rows] == ["train", "start:test"]
+    assert all(r["trained_on"] == origin + ", whole of A" for r in rows)
+    with open(out / "summary.csv") as f:
+        assert all(r["trained_on"] == origin + ", whole of A" for r in csv.DictReader(f))
+    table = (out / "table.md").read_text()
+    assert "| ensemble (pets.py run) |" in table and "| not held out |" in table
+    assert origin in table
+    marker = json.loads((out / "reused" / "ensemble_seed0" / "origin.json").read_text())
+    assert marker["source_config"] == json.loads((pets_dir / "config.json").read_text())
+    assert (marker["episode"], marker["episodes"], marker["fit_on"]) == (2, 2, 1)
+
+
+@pytest.mark.slow
+def test_trained_suite_resumes_without_the_pets_run(pets_run, reused_run, tmp_path, monkeypatch):
+    source = tmp_path / "pets_s0"
+    shutil.copytree(pets_run[0], source)
+    argv = [*REUSE_TINY, "--trained", f"ensemble={tmp_path}/pets_s{{seed}}", "--out"]
+    out = tmp_path / "run"
+    _counting(monkeypatch, stop_at=2)  # in the second evaluation episode
+    with pytest.raises(KeyboardInterrupt):
+        transfer.main([*argv, str(out)])
+    source.rename(tmp_path / "moved")  # the copy in reused/ is all a resume needs
+    calls = _counting(monkeypatch)
+    transfer.main([*argv, str(out), "--resume"])
+    assert len(calls) == REUSE_EPISODES - 1
+    returns = [(r["condition"], r["episode"], r["return"]) for r in _metrics(out)]
+    assert sorted(returns) == sorted(
+        (r["condition"], r["episode"], r["return"]) for r in _metrics(reused_run[0])
+    )  # the same model and episodes as the uninterrupted suite, to the last digit
+    calls.clear()
+    transfer.main([*argv, str(out), "--resume"])
+    assert calls == []
+
+
+def _pets_config(tmp_path, **changed):
+    """A pets.py run directory holding only config.json (PETS_TINY's config, `changed` fields
+    replaced): enough for every refusal that comes before reading a checkpoint."""
+    from prototypes.config import to_dict
+
+    config = {**to_dict(pets.COMMAND.parse(PETS_TINY)[0]), **changed}
+    run = tmp_path / "pets_s0"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": config}))
+    return str(tmp_path / "pets_s{seed}")
+
+
+@pytest.mark.parametrize(
+    "changed, extra, fragment",
+    [
+        (None, [], "trained ensemble seed 0: no pets.py run at {tmp}/pets_s0 (no config.json)"),
+        ({}, [], "no checkpoint in {tmp}/pets_s0/checkpoints"),
+        ({"env": "reacher"}, [], "differs from this suite in env: the run has 'reacher', "
+         "this suite 'pusher'"),
+        ({"model_kind": "structured"}, [], "differs from this suite in model_kind: the run has "
+         "'structured', this suite 'ensemble'"),
+        ({"variant": "mass=2"}, [], "differs from this suite in variant: the run has 'mass=2.0', "
+         "this suite 'none'"),
+        ({"model.hidden_size": 32}, [], "differs from this suite in model.hidden_size: the run "
+         "has 32, this suite 16"),
+        ({}, ["--context", "given"], "a pets.py run never saw context features"),
+        ({}, ["--factors", "start,mass"], "trained with factor 'mass': a pets.py run (variant "
+         "none) trained on pusher's own distribution, which is range A only for distractors, "
+         "start"),
+        ({}, ["--models", "structured"], "trained model 'ensemble' is not in --models"),
+        ({}, ["--models", "ensemble,oracle", "--trained", "oracle={tmp}/x"],
+         "trained model 'oracle' is the true simulator"),
+        ({}, ["--seeds", "2", "--trained", "ensemble={tmp}/pets_s0"],
+         "names one run for all 2 seeds"),
+    ],
+)  # fmt: skip
+def test_trained_refusals_are_one_line(changed, extra, fragment, tmp_path, capsys):
+    pattern = str(tmp_path / "pets_s{seed}")
+    if changed is not None:
+        pattern = _pets_config(tmp_path, **changed)
+    extra = [a.format(tmp=tmp_path) for a in extra]
+    trained = [] if "--trained" in extra else ["--trained", f"ensemble={pattern}"]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        transfer.main([*REUSE_TINY, *trained, *extra, "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("transfer.py: error: ") and "Traceback" not in "\n".join(err)
+    assert fragment.format(tmp=tmp_path) in err[-1], err[-1]
+    assert not out.exists()  # refused before anything was written
+
+
+def test_trained_flags_join_and_pets_fits_by_hand():
+    assert transfer.join_repeated(
+        ["--env", "x", "--trained", "a=1", "--seeds", "2", "--trained=b=2"], "--trained"
+    ) == ["--env", "x", "--trained", "a=1,b=2", "--seeds", "2"]
+    cfg = _cfg("--models", "ensemble,structured", "--factors", "start",
+               "--trained", "ensemble=/r/e{seed}, structured=/r/s{seed}")  # fmt: skip
+    assert cfg.trained_runs == {"ensemble": "/r/e{seed}", "structured": "/r/s{seed}"}
+    assert transfer.model_conditions(cfg, "ensemble") == ["train", "start:test"]
+    # pets.py (500 episodes, 10 random, one env) refits after every episode but the last
+    fetch = {"episodes": 500, "random_episodes": 10}
+    assert transfer.fitted_episodes(fetch, 171) == 171
+    assert transfer.fitted_episodes(fetch, 500) == 499
+    # 5 episodes, 1 random, 2 envs: rounds [0], [1, 2], [3, 4]; a fit after rounds 1 and 2 only
+    batched = {"episodes": 5, "random_episodes": 1, "num_envs": 2}
+    assert [transfer.fitted_episodes(batched, n) for n in (1, 3, 5)] == [1, 3, 3]
+
+
+def test_own_is_a_matches_the_variants():
+    """OWN_IS_A lists exactly the factors whose A is the task's own reset distribution:
+    distractors (A = 0) and the region factors variants.py marks "gymnasium: A"."""
+    for env, factors in FACTORS.items():
+        own = {
+            name
+            for name, f in factors.items()
+            if (isinstance(f, DistractorFactor) and f.a == (0, 0))
+            or (isinstance(f, RegionFactor) and f.changes.endswith("gymnasium: A"))
+        }
+        assert transfer.OWN_IS_A.get(env, set()) == own, env
