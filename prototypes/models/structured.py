@@ -130,6 +130,7 @@ __all__ = [
     "project_contacts",
     "RELATIVE_VELOCITIES",
     "make_structured",
+    "transfer_state",
 ]
 
 # Velocities the observation gives relative to another entity's, as (entity, first entries of its
@@ -140,6 +141,7 @@ __all__ = [
 # EntityLayout (a `velocity_relative_to`); it lives here until the layout can say it.
 RELATIVE_VELOCITIES: dict[str, tuple[tuple[str, int, str], ...]] = {
     "fetch_push": (("object", 3, "gripper"),),
+    "fetch_push2": (("object", 3, "gripper"), ("object1", 3, "gripper")),
 }
 
 STATIC, ACTUATED, PASSIVE, FREE = "static", "actuated", "passive", "free"  # node roles
@@ -957,3 +959,198 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
         )
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="structured")
+
+
+# --- carrying a fitted model over to another layout -----------------------------------------------
+
+
+def _node_types(graph: Graph) -> list[str]:
+    return [g.type for g in graph.groups for _ in range(g.n)]
+
+
+def _edge_pairs(graph: Graph) -> dict[int, tuple[str, str]]:
+    """edge-group id -> its (sender type, receiver type)."""
+    types = _node_types(graph)
+    return {
+        int(t): (types[s], types[r])
+        for t, s, r in zip(graph.edge_group, graph.senders, graph.receivers, strict=True)
+    }
+
+
+def _converted_types(spec: EnvSpec) -> dict[str, bool]:
+    """type -> whether its entities' velocities are put back in the world frame
+    (`RELATIVE_VELOCITIES`); ValueError if only some entities of a type are."""
+    names = {name for name, _, _ in RELATIVE_VELOCITIES.get(spec.name, ())}
+    out: dict[str, bool] = {}
+    for e in spec.layout.entities:
+        if out.setdefault(e.type, e.name in names) != (e.name in names):
+            raise ValueError(f"task {spec.name!r}: only some {e.type!r} velocities are relative")
+    return out
+
+
+def _stats_by_key(norm: Normalizer, keys: list) -> dict:
+    """key -> (mean, std, constant) of the first column with that key (all columns with one key
+    share their statistics, `pooled_normalizer`)."""
+    mean, std, const = (np.asarray(a, np.float64) for a in (norm.mean, norm.std, norm.constant))
+    out = {}
+    for c, key in enumerate(keys):
+        if key is not None and key not in out:
+            out[key] = (mean[c], std[c], bool(const[c]))
+    return out
+
+
+def _pool(stats: list[tuple[float, float, bool, int]]) -> tuple[float, float, bool]:
+    """The (mean, std, constant) of the union of groups given as (mean, std, constant, count):
+    what `pooled_normalizer` gives on all their columns together (a constant group's spread is
+    below 1e-6 and counted as 0)."""
+    n = np.asarray([c for *_, c in stats], np.float64)
+    m = np.asarray([s[0] for s in stats])
+    sd = np.asarray([0.0 if s[2] else s[1] for s in stats])
+    mean = float(np.sum(n * m) / n.sum())
+    std = float(np.sqrt(np.sum(n * (sd**2 + (m - mean) ** 2)) / n.sum()))
+    return (mean, 1.0, True) if std < 1e-6 else (mean, std, False)
+
+
+def transfer_state(
+    state: StructuredState, cfg: StructuredConfig, from_spec: EnvSpec, to_spec: EnvSpec
+) -> StructuredState:
+    """A structured model fitted on one task's layout, rebuilt for another layout of the same
+    entity types (FetchPush's one block -> fetch_push2's two), with no new data.
+
+    Weights are shared per entity type, so they carry over as they are: each type's encoder
+    (or embedding) and decoder, the edge network, the arm's kinematic prior and the contact
+    projection. What is laid out per column of the flattened graph is re-laid out for the new
+    graph from the per-type statistics, never refitted: the input normaliser (node features by
+    type, edge features by (sender type, receiver type), actions; cut-off weights stay as they
+    are), the output normaliser (by type) and the per-column log-variance bounds (a new entity
+    takes those of the first entity of its type). An edge type pair the old graph never had
+    (object -> object, with one object in training) gets the edge statistics pooled over all of
+    the old graph's edges, exactly as `pooled_normalizer` would have pooled them on the old data
+    with one key per feature. The optimiser's moments are re-laid out like the parameters (its
+    step count kept), so training could continue. Types of the old layout that the new one lacks
+    are dropped. Build the new model with `make_structured(cfg, to_spec)` and the same `cfg`.
+
+    The flat ensemble cannot be carried over: its input size is the observation's.
+
+    Args:
+        state: the fitted state, of `make_structured(cfg, from_spec)`.
+        cfg: the structured config both models use.
+        from_spec, to_spec: the tasks, both with an entity layout.
+
+    Raises:
+        ValueError (one line): `cfg` is not a StructuredConfig (the flat ensemble); a task has no
+            layout; the new layout has an entity type the old one lacks, or a type whose feature
+            kinds or sizes, role or velocity frame differ (the type is named); or the action or
+            position sizes differ.
+    """
+    if not isinstance(cfg, StructuredConfig):
+        raise ValueError(
+            f"a {type(cfg).__name__} model cannot be carried over from {from_spec.name!r} to "
+            f"{to_spec.name!r}: its input size is fixed by the flat observation "
+            f"({from_spec.obs_dim} vs {to_spec.obs_dim}); only 'structured' shares weights per "
+            "entity type"
+        )
+    for spec in (from_spec, to_spec):
+        if spec.layout is None:
+            raise ValueError(f"task {spec.name!r} has no entity layout to carry a model over")
+    route = f"from {from_spec.name!r} to {to_spec.name!r}"
+    if from_spec.act_dim != to_spec.act_dim:
+        raise ValueError(
+            f"cannot carry the structured model {route}: action sizes differ "
+            f"({from_spec.act_dim} vs {to_spec.act_dim})"
+        )
+    options = dict(
+        goal_edges=cfg.goal_edges,
+        passive_objects=cfg.passive_objects,
+        lookahead=cfg.lookahead and cfg.kinematic_prior,
+        object_velocity=cfg.object_velocity,
+    )
+    old = compile_graph(from_spec.layout, from_spec.act_dim, **options)
+    new = compile_graph(to_spec.layout, to_spec.act_dim, **options)
+    old_groups = {g.type: g for g in old.groups}
+    old_frame, new_frame = _converted_types(from_spec), _converted_types(to_spec)
+    for g in new.groups:
+        if g.type not in old_groups:
+            raise ValueError(
+                f"cannot carry the structured model {route}: entity type {g.type!r} is not in "
+                f"{from_spec.name!r}'s layout (types {', '.join(old_groups)})"
+            )
+        o = old_groups[g.type]
+        sizes = [
+            {k: len(indices(v)) for k, v in spec.layout.entities_of_type(g.type)[0].kinds.items()}
+            for spec in (from_spec, to_spec)
+        ]
+        if sizes[0] != sizes[1] or (o.role, o.in_dim, o.out_dim) != (g.role, g.in_dim, g.out_dim):
+            raise ValueError(
+                f"cannot carry the structured model {route}: entity type {g.type!r} has feature "
+                f"kinds and sizes {sizes[0]} there but {sizes[1]} here"
+            )
+        if old_frame[g.type] != new_frame[g.type]:
+            raise ValueError(
+                f"cannot carry the structured model {route}: entity type {g.type!r} has its "
+                "velocity relative to another entity's in one task only (RELATIVE_VELOCITIES)"
+            )
+    if new.num_edges and old.num_edges and old.edge_dim != new.edge_dim:
+        raise ValueError(
+            f"cannot carry the structured model {route}: positions have "
+            f"{old.edge_dim - 1} entries there but {new.edge_dim - 1} here"
+        )
+    if new.num_edges and not old.num_edges:
+        raise ValueError(f"cannot carry the structured model {route}: it was fitted without edges")
+
+    # output columns: each new column reads the first old column of its (type, feature)
+    (old_in, (old_out, _)), (new_in, (new_out, _)) = _column_groups(old), _column_groups(new)
+    out_src = np.asarray([old_out.index(k) for k in new_out], np.int32)
+    out_norm = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[out_src]), state.out_norm)
+
+    # input columns: by key, edge groups matched through their (sender, receiver) type pair
+    old_pairs, new_pairs = _edge_pairs(old), _edge_pairs(new)
+    counts = {p: int(np.sum(old.edge_group == t)) for t, p in old_pairs.items()}
+
+    def by_pair(key, pairs: dict[int, tuple[str, str]]):
+        """An edge key's group id replaced by its type pair (other keys as they are)."""
+        if key is not None and key[0] in ("edge", "look"):
+            return (key[0], pairs[key[1]], key[2])
+        return key
+
+    stats = _stats_by_key(state.in_norm, old_in)
+    old_stats = {by_pair(k, old_pairs): v for k, v in stats.items()}
+    mean, std, const = [], [], []
+    for key in new_in:
+        key = by_pair(key, new_pairs)
+        if key is None:  # a cut-off weight: kept as it is
+            m, sd, c = 0.0, 1.0, False
+        elif key in old_stats:
+            m, sd, c = old_stats[key]
+        else:  # an edge type pair the old graph never had
+            kind, _, f = key
+            m, sd, c = _pool([(*old_stats[(kind, p, f)], n) for p, n in counts.items()])
+        mean.append(m)
+        std.append(sd)
+        const.append(c)
+    in_norm = Normalizer(
+        mean=jnp.asarray(mean, jnp.float32),
+        std=jnp.asarray(std, jnp.float32),
+        constant=jnp.asarray(const, bool),
+    )
+
+    keep = {"edge"} if new.num_edges else set()
+    keep |= {f"{part}_{g.type}" for g in new.groups for part in ("encoder", "embed", "decoder")}
+
+    def relayout(params):
+        inner = params["params"]
+        out = {k: v for k, v in inner.items() if k in keep}
+        for bound in ("max_logvar", "min_logvar"):
+            out[bound] = jnp.asarray(np.asarray(inner[bound])[..., out_src])  # host: no compile
+        return {**params, "params": out}
+
+    tree = jax.tree.structure(state.params)
+    is_params = lambda node: jax.tree.structure(node) == tree  # noqa: E731
+    opt_state = jax.tree.map(
+        lambda node: relayout(node) if is_params(node) else node,
+        state.opt_state,
+        is_leaf=is_params,
+    )
+    return state.replace(
+        params=relayout(state.params), opt_state=opt_state, in_norm=in_norm, out_norm=out_norm
+    )

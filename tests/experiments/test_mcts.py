@@ -110,7 +110,10 @@ def test_killed_run_resumes_to_the_same_metrics(script, reference_run, tmp_path,
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["--env", "reacher"], "unknown env 'reacher': choose from fetch_push, fetch_reach"),
+        (
+            ["--env", "reacher"],
+            "unknown env 'reacher': choose from fetch_push, fetch_push2, fetch_reach",
+        ),
         (["--episodes", "0"], "episodes must be >= 1, got 0"),
         (["--random-episodes", "0"], "random_episodes must be in [1, episodes=400]"),
         (["--env", "fetch_push", "--episodes", "5"], "random_episodes must be in [1, episodes=5]"),

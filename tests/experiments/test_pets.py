@@ -108,7 +108,8 @@ def test_killed_run_resumes_to_the_same_metrics(pets, reference_run, tmp_path, m
     [
         (
             ["--env", "cartpole"],
-            "unknown env 'cartpole': choose from fetch_push, fetch_reach, pusher, reacher",
+            "unknown env 'cartpole': choose from fetch_push, fetch_push2, fetch_reach, pusher, "
+            "reacher",
         ),
         (["--reward", "dense"], "reward 'dense' is for the Fetch tasks; reacher takes task or"),
         (

@@ -261,9 +261,11 @@ def test_a_task_without_a_layout_fails_in_one_line():
     spec = replace(get_spec("reacher"), name="bare", layout=None)
     with pytest.raises(ValueError, match="task 'bare' has no entity layout") as err:
         make_structured(TINY, spec)
-    assert "fetch_push, fetch_reach, pusher, reacher" in str(err.value)
+    assert "fetch_push, fetch_push2, fetch_reach, pusher, reacher" in str(err.value)
     assert "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="exists for fetch_push, fetch_reach, pusher, reacher"):
+    with pytest.raises(
+        ConfigError, match="exists for fetch_push, fetch_push2, fetch_reach, pusher, reacher"
+    ):
         registry.check_model("structured", TINY, "maze")
 
 
