@@ -21,6 +21,21 @@ Writes <out>/config.json and <out>/metrics.jsonl (one line per episode: task, re
 success, final distance, how far block 2 moved and how close the blocks came) and prints the
 successes. The flat ensemble cannot take part: its input size is the observation's
 (`transfer_state` says so).
+
+Findings (2026-12-03, code at c3b1b84; the newest complete checkpoint of each run at the time,
+about episode 200-214 of its 500; resets 100000-100009, one planning seed per run; ~0.8 s per
+step on two blocks, ~0.4 on one, on the loaded 2-core machine):
+
+    run (pets.py FetchPush structured)   fetch_push2 zero-shot   fetch_push, same resets
+    fp_struct_s0 (--seed 0)              6/10                    8/10
+    fp_struct_s1 (--seed 1)              10/10                   8/10
+    fp_struct_s2 (--seed 2)              10/10                   8/10
+    total                                26/30                   24/30
+
+So the carried-over model plans two blocks about as well as one (transfer ratio 26/24 = 1.08,
+10 episodes a seed: too few to tell the two apart). Block 2 moved more than 1 mm in 6 of the 30
+two-block episodes (pushed or nudged); seed 0's two extra failures are reset 100001 (the blocks
+came within 6.8 cm and block 2 moved 1.9 cm) and 100009 (the gripper never moved block 1).
 """
 
 from __future__ import annotations
