@@ -63,7 +63,10 @@ TARGET = 0.9  # the success rate the issue asks for on FetchReach
 
 @dataclass(frozen=True)
 class MCTSAgentConfig:
-    env: str = arg("fetch_reach", "task: fetch_reach (FetchReach-v4) or fetch_push (FetchPush-v4)")
+    env: str = arg(
+        "fetch_reach",
+        "task: fetch_reach (FetchReach-v4), fetch_push (FetchPush-v4) or fetch_push2 (two blocks)",
+    )
     seed: int = arg(0, "seeds the env resets, the network init, the search and the data order")
     episodes: int = arg(400, "total episodes of 50 env steps, random ones included (400 = 20k)")
     random_episodes: int = arg(5, "episodes of uniform random actions before planning starts")
@@ -134,21 +137,27 @@ LAYERS = (
         when={"env": "fetch_reach", "model_kind": "ensemble"},
     ),
     # reach the object, then push it: a deeper search, random-rollout leaf values, shaped reward
-    Layer(
-        {
-            "random_episodes": 10,
-            "reward": "shaped",
-            "mcts.num_simulations": 32,
-            "mcts.max_depth": 6,
-            "mcts.value": "rollout",
-            "mcts.rollout_steps": 3,
-            "mcts.rollout_count": 2,
-        },
-        when={"env": "fetch_push"},
-    ),
-    Layer(
-        {"model.hidden_size": 128, "model.max_epochs": 10},
-        when={"env": "fetch_push", "model_kind": "ensemble"},
+    *(
+        layer
+        for env in ("fetch_push", "fetch_push2")  # two blocks: FetchPush's defaults
+        for layer in (
+            Layer(
+                {
+                    "random_episodes": 10,
+                    "reward": "shaped",
+                    "mcts.num_simulations": 32,
+                    "mcts.max_depth": 6,
+                    "mcts.value": "rollout",
+                    "mcts.rollout_steps": 3,
+                    "mcts.rollout_count": 2,
+                },
+                when={"env": env},
+            ),
+            Layer(
+                {"model.hidden_size": 128, "model.max_epochs": 10},
+                when={"env": env, "model_kind": "ensemble"},
+            ),
+        )
     ),
     # the tree computes a node's state once: a learned ensemble predicts its members' mean
     Layer({"model.propagation": "expectation"}, when={"model_kind": "structured"}),

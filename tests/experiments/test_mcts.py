@@ -231,3 +231,14 @@ def test_num_envs_acts_in_rounds(script, tmp_path):
     assert [r["random"] for r in lines] == [True, False, False]
     assert ["model/epochs" in r for r in lines] == [True, False, False]
     assert all(r["success"] in (0.0, 1.0) for r in lines)
+
+
+def test_fetch_push2_searches_with_fetch_push_defaults(script):
+    """Two blocks get FetchPush's search, reward and (for the ensemble) model settings."""
+    from prototypes.config import to_dict
+
+    for model in ("ensemble", "structured"):
+        one, two = (to_dict(script.parse_config(["--env", e, "--model", model])[0])
+                    for e in ("fetch_push", "fetch_push2"))  # fmt: skip
+        assert two.pop("env") == "fetch_push2" and one.pop("env") == "fetch_push"
+        assert one == two and two["reward"] == "shaped"

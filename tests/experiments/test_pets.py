@@ -206,3 +206,16 @@ def test_fetch_push_on_the_oracle_records_the_env_success(pets, tmp_path):
     row = pets.results_row(pets.parse_config(["--env", "fetch_push"])[0], RunDir(out))
     assert row["successes_last50"] == f"{int(record['success'])}/1"
     assert row["first_steps_at_target"] == (50 if record["success"] else "")  # target 0.8
+
+
+@pytest.mark.parametrize("model", ["ensemble", "structured"])
+def test_fetch_push2_plans_with_fetch_push_defaults(pets, model):
+    """Two blocks get FetchPush's episodes, reward and planner, so a zero-shot or in-task run on
+    fetch_push2 is comparable with fetch_push; success is still judged against 0.8."""
+    from prototypes.config import to_dict
+
+    one, two = (to_dict(pets.parse_config(["--env", e, "--model", model])[0])
+                for e in ("fetch_push", "fetch_push2"))  # fmt: skip
+    assert two.pop("env") == "fetch_push2" and one.pop("env") == "fetch_push"
+    assert one == two and two["reward"] == "shaped" and two["episodes"] == 500
+    assert pets.TARGETS["fetch_push2"] == pets.TARGETS["fetch_push"]
