@@ -67,7 +67,9 @@ Output in the run directory (default runs/transfer_<env>_<context>):
 Transfer ratio: test / train for success rates. For returns, which are negative costs here, it
 is train / test (cost at train over cost at test), so that in both cases 1 means nothing was
 lost and 0.8 means 80% of the in-range performance was kept (nan when the train figure is 0).
-Not built yet: more objects than trained on (two blocks on fetch_push).
+Not a condition here yet: more objects than trained on. The pieces exist (the `fetch_push2` task,
+FetchPush with a second block, and `models.structured.transfer_state`, which carries a structured
+model fitted on fetch_push over to it; research/fetch_push2_zero_shot.py plans with them).
 
 `--resume` recomputes nothing that finished: finished trainings are loaded from their
 checkpoints (an interrupted one continues from its last episode), and finished evaluation
