@@ -39,14 +39,13 @@ floor plane at `PARKED` (about 3 m from the arm), where nothing reaches it.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import tempfile
 from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+
+from prototypes.envs.variants import editable_spec, write_model_xml
 
 __all__ = [
     "GYM_ID",
@@ -66,7 +65,6 @@ PARKED = np.array([3.0, 3.0, 0.025])  # on the floor plane, far from the arm and
 N_OBS = 40  # FetchPush's 25 + block 2's 15
 _MAX_TRIES = 10_000
 _SALT = 0x2B10C  # separates block 2's stream from the env's own
-_MODEL_CACHE = "pmbrl_variant_models"  # the directory (under the temp dir) variants.py uses
 # the block's fields that are copied from block 1 (the rest are MuJoCo defaults in both)
 _GEOM_FIELDS = (
     "type",
@@ -93,15 +91,10 @@ _SITE_FIELDS = ("type", "size", "rgba", "pos")
 def second_block_xml(base_path: str) -> str:
     """The path of FetchPush's model (`base_path`) with block 2 added (module docstring).
 
-    The file is written once per content under the system temp directory (atomically, so
-    concurrent builders are safe) and reused; asset paths are made absolute so it loads from there.
+    The file is written once per content under the system temp directory and reused
+    (variants.write_model_xml, as for the distractor boxes).
     """
-    spec = mujoco.MjSpec.from_file(base_path)
-    folder = os.path.dirname(base_path)
-    for attr in ("meshdir", "texturedir"):
-        rel = getattr(spec, attr)
-        if rel and not os.path.isabs(rel):
-            setattr(spec, attr, os.path.normpath(os.path.join(folder, rel)))
+    spec = editable_spec(base_path)
     body = spec.worldbody.add_body(name=SECOND, pos=PARKED.tolist())
     joint = body.add_joint(name=f"{SECOND}:joint", type=mujoco.mjtJoint.mjJNT_FREE)
     geom = body.add_geom(name=SECOND)
@@ -113,18 +106,7 @@ def second_block_xml(base_path: str) -> str:
     ):
         for field in fields:
             setattr(new, field, getattr(old, field))
-    spec.compile()
-    xml = spec.to_xml()
-    cache = os.path.join(tempfile.gettempdir(), _MODEL_CACHE)
-    os.makedirs(cache, exist_ok=True)
-    digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
-    path = os.path.join(cache, f"{os.path.basename(base_path)[:-4]}_two_blocks_{digest}.xml")
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(xml)
-        os.replace(tmp, path)
-    return path
+    return write_model_xml(spec, base_path, "_two_blocks")
 
 
 def _second_rng(seed: int) -> np.random.Generator:

@@ -853,6 +853,43 @@ _PARKED = np.array([10.0, 10.0, -1.0])  # where unused distractors wait, far fro
 _MODEL_CACHE = "pmbrl_variant_models"  # directory (under the system temp dir) of derived XMLs
 
 
+def editable_spec(path: str) -> mujoco.MjSpec:
+    """The `MjSpec` of the model file at `path`, with its mesh and texture directories made
+    absolute, so an edited copy written elsewhere (`write_model_xml`) still finds its assets."""
+    import os
+
+    spec = mujoco.MjSpec.from_file(path)
+    folder = os.path.dirname(path)
+    for attr in ("meshdir", "texturedir"):
+        rel = getattr(spec, attr)
+        if rel and not os.path.isabs(rel):
+            setattr(spec, attr, os.path.normpath(os.path.join(folder, rel)))
+    return spec
+
+
+def write_model_xml(spec: mujoco.MjSpec, base_path: str, tag: str = "") -> str:
+    """Compile an edited `spec` and write its XML once per content under the system temp
+    directory (`_MODEL_CACHE`), named after `base_path`'s file, `tag` and a SHA-256 digest of the
+    XML; return that path (reused when it exists). The write is atomic (a temp file renamed),
+    so concurrent builders are safe: they write the same bytes."""
+    import hashlib
+    import os
+    import tempfile
+
+    spec.compile()
+    xml = spec.to_xml()
+    cache = os.path.join(tempfile.gettempdir(), _MODEL_CACHE)
+    os.makedirs(cache, exist_ok=True)
+    digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
+    path = os.path.join(cache, f"{os.path.basename(base_path)[:-4]}{tag}_{digest}.xml")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(xml)
+        os.replace(tmp, path)
+    return path
+
+
 def add_distractor_bodies(u: Any, factor: DistractorFactor) -> np.ndarray:
     """Rebuild the env's model with `MAX_DISTRACTORS` static boxes and swap it in; their body ids.
 
@@ -863,16 +900,7 @@ def add_distractor_bodies(u: Any, factor: DistractorFactor) -> np.ndarray:
     oracle's sensor model) gets the same bodies. The env's MjData is replaced by one of the new
     model holding the same state; Fetch's name tables and the renderer follow.
     """
-    import hashlib
-    import os
-    import tempfile
-
-    spec = mujoco.MjSpec.from_file(u.fullpath)
-    folder = os.path.dirname(u.fullpath)
-    for attr in ("meshdir", "texturedir"):  # asset paths stay valid from the new file's place
-        rel = getattr(spec, attr)
-        if rel and not os.path.isabs(rel):
-            setattr(spec, attr, os.path.normpath(os.path.join(folder, rel)))
+    spec = editable_spec(u.fullpath)
     for i in range(MAX_DISTRACTORS):
         body = spec.worldbody.add_body(name=f"distractor{i}", pos=_PARKED + [i, 0, 0])
         body.add_geom(
@@ -883,17 +911,7 @@ def add_distractor_bodies(u: Any, factor: DistractorFactor) -> np.ndarray:
             contype=1,  # collides with the arm and the object (Pusher's default geom does not)
             conaffinity=1,
         )
-    spec.compile()
-    xml = spec.to_xml()
-    cache = os.path.join(tempfile.gettempdir(), _MODEL_CACHE)
-    os.makedirs(cache, exist_ok=True)
-    digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
-    path = os.path.join(cache, f"{os.path.basename(u.fullpath)[:-4]}_{digest}.xml")
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(xml)
-        os.replace(tmp, path)  # atomic: concurrent builders write the same bytes
+    path = write_model_xml(spec, u.fullpath)
     old_model, old_data = u.model, u.data
     model = mujoco.MjModel.from_xml_path(path)
     if (model.nq, model.nv, model.nu, model.nmocap) != (
