@@ -199,13 +199,7 @@ def main(args: Args) -> Path:
         for task, model, spec, model_state in tasks:
             planner = make_planner(planner_cfg, spec)
             agent = make_mpc_agent(model, planner, spec, 1)
-            example = Transition(
-                obs=jnp.zeros(spec.obs_dim, jnp.float32),
-                action=jnp.zeros(spec.act_dim, jnp.float32),
-                reward=jnp.zeros((), jnp.float32),
-                next_obs=jnp.zeros(spec.obs_dim, jnp.float32),
-                done=jnp.zeros((), bool),
-            )
+            example = replay.zero_transition(spec.obs_dim, spec.act_dim)
             state = MPCState(  # no model.init: the state is the carried-over one
                 model=model_state,
                 plan=planner.init(),

@@ -201,13 +201,7 @@ def make_dyna_agent(
     n_real = batch_size if not use_model else int(round(cfg.real_ratio * batch_size))
     n_model = batch_size - n_real
     length, starts, updates = cfg.rollout_length, cfg.rollout_batch, cfg.updates_per_step
-    example = Transition(
-        obs=jnp.zeros(spec.obs_dim, jnp.float32),
-        action=jnp.zeros(spec.act_dim, jnp.float32),
-        reward=jnp.zeros((), jnp.float32),
-        next_obs=jnp.zeros(spec.obs_dim, jnp.float32),
-        done=jnp.zeros((), bool),
-    )
+    example = replay.zero_transition(spec.obs_dim, spec.act_dim)
 
     def init(key: PRNGKey) -> DynaState:
         key_sac, key_model = jax.random.split(key)

@@ -31,7 +31,7 @@ from prototypes.data import replay
 from prototypes.envs.registry import EnvSpec
 from prototypes.models.base import ModelState, WorldModel
 from prototypes.planning.base import Planner, PlanState
-from prototypes.types import Array, Metrics, PRNGKey, Transition
+from prototypes.types import Array, Metrics, PRNGKey
 
 __all__ = [
     "MPCState",
@@ -71,13 +71,7 @@ class MPCAgent:
 
 def make_mpc_agent(model: WorldModel, planner: Planner, spec: EnvSpec, capacity: int) -> MPCAgent:
     """An MPC agent whose replay buffer keeps the last `capacity` transitions."""
-    example = Transition(
-        obs=jnp.zeros(spec.obs_dim, jnp.float32),
-        action=jnp.zeros(spec.act_dim, jnp.float32),
-        reward=jnp.zeros((), jnp.float32),
-        next_obs=jnp.zeros(spec.obs_dim, jnp.float32),
-        done=jnp.zeros((), bool),
-    )
+    example = replay.zero_transition(spec.obs_dim, spec.act_dim)
 
     def init(key: PRNGKey) -> MPCState:
         return MPCState(

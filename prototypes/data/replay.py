@@ -15,7 +15,7 @@ from flax import struct
 
 from prototypes.types import Array, Int, PRNGKey, Transition
 
-__all__ = ["ReplayState", "init", "add", "sample", "contents"]
+__all__ = ["ReplayState", "zero_transition", "init", "add", "sample", "contents"]
 
 
 @struct.dataclass
@@ -35,6 +35,18 @@ class ReplayState:
     @property
     def capacity(self) -> int:
         return jax.tree.leaves(self.data)[0].shape[0]
+
+
+def zero_transition(obs_dim: int, act_dim: int) -> Transition:
+    """One unbatched all-zero transition of a task's shapes (float32 obs and action, scalar
+    float32 reward, bool done): the `example` that `init` and a model's init take."""
+    return Transition(
+        obs=jnp.zeros(obs_dim, jnp.float32),
+        action=jnp.zeros(act_dim, jnp.float32),
+        reward=jnp.zeros((), jnp.float32),
+        next_obs=jnp.zeros(obs_dim, jnp.float32),
+        done=jnp.zeros((), bool),
+    )
 
 
 def init(example: Transition, capacity: int) -> ReplayState:
