@@ -206,8 +206,10 @@ def results_row(cfg: PETSConfig, run: RunDir) -> dict:
     env steps, the mean return of the last 10 episodes, the best episode, success (Fetch), the
     model evaluations per planning call and the wall-clock minutes spent acting and fitting.
     Fetch rows add the rolling success rate, `successes_last50`, e.g. "43/50" (fewer episodes
-    than 50 give a smaller denominator), and `first_steps_at_target`: the env steps at which the
-    rolling rate first reached the task's target (`TARGETS`; empty if it never did)."""
+    than 50 give a smaller denominator), `planned_solved` (successes over the planned, not
+    random, episodes, e.g. "229/271") and `first_steps_at_target`: the env steps at which the
+    rolling rate, over a full window of `SUCCESS_WINDOW` episodes, first reached the task's
+    target (`TARGETS`; empty if it never did)."""
     records = run.metrics()
     # perf.jsonl is not truncated on resume: the last line of each episode counts
     perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
@@ -228,7 +230,10 @@ def results_row(cfg: PETSConfig, run: RunDir) -> dict:
         row[RATE] = records[-1][RATE]
         last = [r["success"] for r in records[-LAST:]]
         row[f"successes_last{LAST}"] = f"{int(sum(last))}/{len(last)}"
-        hit = [r["env_steps"] for r in records if r[RATE] >= TARGETS[cfg.env]]
+        planned = [r["success"] for r in records if not r["random"]]
+        row["planned_solved"] = f"{int(sum(planned))}/{len(planned)}"
+        full = records[SUCCESS_WINDOW - 1 :]  # a rate over fewer episodes is not the target's
+        hit = [r["env_steps"] for r in full if r[RATE] >= TARGETS[cfg.env]]
         row["first_steps_at_target"] = hit[0] if hit else ""  # the rolling rate's first >= target
     return row
 

@@ -205,7 +205,7 @@ def test_fetch_push_on_the_oracle_records_the_env_success(pets, tmp_path):
     assert (out / "plots" / "success.png").stat().st_size > 1000
     row = pets.results_row(pets.parse_config(["--env", "fetch_push"])[0], RunDir(out))
     assert row["successes_last50"] == f"{int(record['success'])}/1"
-    assert row["first_steps_at_target"] == (50 if record["success"] else "")  # target 0.8
+    assert row["first_steps_at_target"] == ""  # one episode is not a full window of 20
 
 
 @pytest.mark.parametrize("model", ["ensemble", "structured"])

@@ -1,0 +1,83 @@
+"""Summarise pets.py run directories, finished or still running, as results rows.
+
+    python experiments/summarize.py /work/runs/fp_struct_s0 /work/runs/fp_struct_s1
+    python experiments/summarize.py runs/fp_struct_s* --results experiments/results/NAME.csv
+
+pets.py writes a run's row to `--results CSV` when the run finishes. A FetchPush run takes hours,
+and a figure reported from it before then should leave the machine the same way: this prints the
+same row (`pets.results_row`: episodes, env steps, last-10 return, success figures, minutes spent
+acting and fitting) for each run directory, from its config.json (the argv it was started with,
+parsed as pets.py parses it) and its metrics, plus `status`: "finished", or "partial N/M" for a
+run at episode N of M. The run directories are only read (no lock is taken), so a live run may go
+on. With `--results` the rows are written into that CSV (a row of the same run name replaced);
+for a figure from an unfinished run, name the CSV so that it says so (e.g. ..._partial.csv),
+since the finished run's own row will replace the partial one only in the CSV it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from experiments import pets
+from experiments.cli import write_results_row
+from prototypes.data.runs import RunDir
+
+
+def summarize(path: Path) -> dict:
+    """The results row of the pets.py run directory at `path`, with its `status`.
+
+    Raises:
+        ValueError: `path` is not a pets.py run directory with metrics (one line naming it).
+    """
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{path}: no config.json here (not a run directory)")
+    meta = json.loads(config_path.read_text())
+    if "argv" not in meta or "model_kind" not in meta.get("config", {}):
+        raise ValueError(f"{path}: config.json is not a pets.py run's (no argv or model_kind)")
+    cfg, _ = pets.parse_config(meta["argv"])
+    run = RunDir(path)
+    done = len(run.metrics())
+    if not done:
+        raise ValueError(f"{path}: no episodes in metrics.jsonl yet")
+    status = "finished" if done >= cfg.episodes else f"partial {done}/{cfg.episodes}"
+    return {"run": path.name, "status": status, **pets.results_row(cfg, run)}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(
+        prog="summarize.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="pets.py run directories")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="also write the rows into this CSV (a row of the same run name is replaced)",
+    )
+    args = parser.parse_args(argv)
+    rows = []
+    for path in args.runs:
+        try:
+            rows.append(summarize(path))
+        except ValueError as e:
+            parser.error(str(e))
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(str(row.get(k, "")) for k in keys))
+    if args.results is not None:
+        for row in rows:
+            write_results_row(args.results, row)
+        print(f"wrote {len(rows)} rows to {args.results}", file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
