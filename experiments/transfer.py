@@ -4,6 +4,8 @@
     python experiments/transfer.py --env fetch_push --models ensemble,structured,oracle \\
         --factors goal,start,distractors --seeds 3
     python experiments/transfer.py --env pusher --factors mass --context given   # CARL-style
+    python experiments/transfer.py --env fetch_push --models ensemble,structured,oracle \\
+        --factors blocks                                 # one block -> two, zero-shot
     python experiments/transfer.py ... --resume          # finish an interrupted suite
     python experiments/transfer.py --env fetch_push --models structured,oracle \\
         --factors goal,start,distractors --trained structured=/work/runs/fp_struct_s{seed}
@@ -18,7 +20,8 @@ A ("Atrain"). Then, with no further training, it plans on each condition:
 - train:      every factor in Atrain (the distribution it learned on);
 - <f>:held:   factor f from "Aheld", the held-out half of range A, the others in Atrain;
 - <f>:test:   factor f from the disjoint test range B (or the range `--factors f=lo~hi` gives),
-              the others in Atrain.
+              the others in Atrain;
+- blocks:test: (fetch_push, `--factors ...,blocks`) two blocks instead of one (below).
 
 Held-out values inside A (prototypes/envs/variants.py): range A of a multiplier is cut into 8
 equal bins; training draws only from the even bins, "held" only from the odd ones, so every
@@ -67,9 +70,24 @@ Output in the run directory (default runs/transfer_<env>_<context>):
 Transfer ratio: test / train for success rates. For returns, which are negative costs here, it
 is train / test (cost at train over cost at test), so that in both cases 1 means nothing was
 lost and 0.8 means 80% of the in-range performance was kept (nan when the train figure is 0).
-Not a condition here yet: more objects than trained on. The pieces exist (the `fetch_push2` task,
-FetchPush with a second block, and `models.structured.transfer_state`, which carries a structured
-model fitted on fetch_push over to it; research/fetch_push2_zero_shot.py plans with them).
+
+More objects than trained on (`--factors ...,blocks`, fetch_push only, context hidden only): the
+condition `blocks:test` plans on `fetch_push2` (prototypes/envs/fetch_push2.py: FetchPush with a
+second block of the same size and material; the goal, the reward and `is_success` are on block
+1) with every model trained on one block (here, or reused with --trained: one block is exactly
+its range A), with no further training, on the same evaluation episodes (reset seeds
+`episode_seed(EVAL_SEED, i)`; fetch_push2's block 1 and goal are fetch_push's for a reset seed,
+block 2 is drawn from the seed too). The structured model's fitted state is carried over with
+`models.structured.transfer_state` (weights are shared per entity type; the normalisers are
+re-laid out per type, never refitted) and planned with this suite's planner on fetch_push2's
+spec, the planning reward derived from fetch_push2's layout (as pets.py does for it: block 1's).
+The oracle plans on fetch_push2's true physics, both blocks, and hands the planner the columns
+the reward reads (fetch_push's view of the observation: `fetch.FIRST_OBJECT_VIEW`). A model whose
+input is the flat observation (the flat ensemble) cannot take a second block: its cell says
+"cannot: fixed observation size" in the table and the CSVs, instead of a number. blocks:test
+applies no other factor (fetch_push2 has none): it is fetch_push2's own reset distribution with
+the nominal physics, whatever the other factors' Atrain is; with `--factors blocks` alone, train
+is plain fetch_push, so the two conditions differ by block 2 only. Its ratio is blocks:test / train.
 
 `--resume` recomputes nothing that finished: finished trainings are loaded from their
 checkpoints (an interrupted one continues from its last episode), and finished evaluation
@@ -86,6 +104,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import jax
@@ -98,6 +117,7 @@ from experiments.pets import planning_reward
 from prototypes.agents import episode as episode_lib
 from prototypes.agents.mpc import MPCAgent, MPCState, make_mpc_agent, planning_act
 from prototypes.config import ConfigError, arg, check, to_dict
+from prototypes.data import replay
 from prototypes.data.runs import (
     CheckpointError,
     RunDir,
@@ -118,10 +138,10 @@ from prototypes.envs.variants import (
     Variant,
     parse_variant,
 )
-from prototypes.models.base import TrainingDivergedError
+from prototypes.models.base import TrainingDivergedError, WorldModel
 from prototypes.models.ensemble import EnsembleConfig
 from prototypes.models.registry import OracleConfig, check_model, get_model_kind, make_model
-from prototypes.models.structured import StructuredConfig
+from prototypes.models.structured import StructuredConfig, transfer_state
 from prototypes.planning import PlannerConfig, make_planner
 
 # The factors whose training range A is the task's own reset distribution (variants.py: a region
@@ -140,6 +160,15 @@ ORIGIN = "origin.json"  # beside the copy: where it came from; written last (the
 EVAL_SEED = 900_001  # evaluation episode i resets with episode_seed(EVAL_SEED, i)
 EVAL_TAG = 0x65766C  # folds the run key into the evaluation stream ("evl")
 TRAIN = "train"
+BLOCKS = "blocks"  # the factor "more objects than trained on" (module docstring)
+MORE_OBJECTS = {"fetch_push": "fetch_push2"}  # task -> the same task with a second block
+CANNOT = "cannot: fixed observation size"  # the cell of a model that cannot take more objects
+BLOCKS_HELP = (
+    "and, in this suite only: blocks  one more block than trained on: condition blocks:test plans "
+    "zero-shot on {task} (a second block, the goal on the first); A = 1 block (train), test = 2; "
+    "no value or range; structured and oracle only (the flat ensemble: " + CANNOT + "); context "
+    "hidden only"
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -154,7 +183,8 @@ class TransferConfig:
     factors: str = arg(
         "mass",
         "variant factors, comma-separated; f=lo~hi replaces a multiplier's test range B "
-        "(e.g. mass=0.25~0.4); --factors help lists them",
+        "(e.g. mass=0.25~0.4); on fetch_push also blocks (two blocks, zero-shot); --factors help "
+        "lists them",
     )
     context: Literal["hidden", "given"] = arg(
         "hidden",
@@ -202,7 +232,12 @@ class TransferConfig:
         check(len(set(kinds)) == len(kinds), f"models {self.models!r} names a kind twice")
         for kind in kinds:
             check_model(kind, self.model_config(kind), self.env)
-        factor_tests(self.env, self.factors)  # one line naming a bad factor or range
+        tests = factor_tests(self.env, self.factors)  # one line naming a bad factor or range
+        check(
+            BLOCKS not in tests or self.context == "hidden",
+            f"factor {BLOCKS!r} with --context given: two blocks change no factor value to give "
+            "the model (the second block is one more entity); use --context hidden",
+        )
         check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
         check(self.train_episodes >= 1, f"train_episodes must be >= 1, got {self.train_episodes}")
         check(
@@ -251,7 +286,8 @@ class TransferConfig:
             "(use --context hidden)",
         )
         own = OWN_IS_A.get(self.env, frozenset())
-        other = [f for f in factor_tests(self.env, self.factors) if f not in own]
+        # one block is the whole of range A of `blocks`: a pets.py run trained on exactly that
+        other = [f for f in factor_tests(self.env, self.factors) if f not in own | {BLOCKS}]
         check(
             not other,
             f"trained with factor {other[0] if other else ''!r}: a pets.py run (variant none) "
@@ -283,8 +319,10 @@ class TransferConfig:
 def factor_tests(task: str, text: str) -> dict[str, str]:
     """{factor: its test setting} from `--factors` ("mass,goal" or "mass=0.25~0.4,goal").
 
-    The test setting is "B" unless given. Raises `ConfigError` (one line) for an unknown
-    factor, a repeated one, or a bad range (empty, inverted, outside the physical range).
+    The test setting is "B" unless given; that of `blocks` is the two-block task's name
+    (`MORE_OBJECTS`). Raises `ConfigError` (one line) for an unknown factor, a repeated one, a
+    bad range (empty, inverted, outside the physical range), or `blocks` on a task that has no
+    two-block version or with a value.
     """
     if task not in FACTORS:
         check(False, f"env {task!r} has no variant factors: choose from {', '.join(FACTORS)}")
@@ -293,9 +331,23 @@ def factor_tests(task: str, text: str) -> dict[str, str]:
         check(bool(part), f"factors {text!r} has an empty item: name factors of {task}")
         name, eq, spec = part.partition("=")
         name = name.strip()
+        if name == BLOCKS:
+            check(
+                task in MORE_OBJECTS,
+                f"factor {BLOCKS!r} (more objects than trained on) exists for "
+                f"{', '.join(MORE_OBJECTS)} only, not {task}",
+            )
+            check(
+                not eq or spec.strip() in ("2", "B"),
+                f"factor {part!r}: {BLOCKS} takes no value (its test is 2 blocks): write {BLOCKS}",
+            )
+            check(name not in out, f"factor {name!r} is given twice in {text!r}")
+            out[name] = MORE_OBJECTS[task]
+            continue
+        known = [*FACTORS[task], *([BLOCKS] if task in MORE_OBJECTS else [])]
         check(
             name in FACTORS[task],
-            f"unknown variant factor {name!r} for {task}: choose from {', '.join(FACTORS[task])}",
+            f"unknown variant factor {name!r} for {task}: choose from {', '.join(known)}",
         )
         check(name not in out, f"factor {name!r} is given twice in {text!r}")
         spec = spec.strip() if eq else "B"
@@ -312,9 +364,10 @@ def factor_tests(task: str, text: str) -> dict[str, str]:
 
 
 def conditions(cfg: TransferConfig) -> dict[str, Variant]:
-    """{condition name: its variant}, in table order: train, then per factor held and test."""
+    """{condition name: its variant}, in table order: train, then per factor held and test.
+    The variant of `blocks:test` is the two-block task's own (`Variant("fetch_push2")`)."""
     tests = factor_tests(cfg.env, cfg.factors)
-    base = {name: "Atrain" for name in tests}
+    base = {name: "Atrain" for name in tests if name != BLOCKS}
 
     def variant(**changed: str) -> Variant:
         text = ",".join(f"{k}={v}" for k, v in {**base, **changed}.items())
@@ -322,6 +375,9 @@ def conditions(cfg: TransferConfig) -> dict[str, Variant]:
 
     out = {TRAIN: variant()}
     for name, test in tests.items():
+        if name == BLOCKS:
+            out[f"{BLOCKS}:test"] = Variant(test)  # no other factor: fetch_push2 has none
+            continue
         if not isinstance(FACTORS[cfg.env][name], DistractorFactor):
             out[f"{name}:held"] = variant(**{name: "Aheld"})
         out[f"{name}:test"] = variant(**{name: test})
@@ -329,8 +385,9 @@ def conditions(cfg: TransferConfig) -> dict[str, Variant]:
 
 
 def make_env(cfg: TransferConfig, variant: Variant, context: bool) -> Any:
-    """The env of one condition, with the context features appended if `context`."""
-    env = make(cfg.env, variant=variant)
+    """The env of one condition (the variant's task: fetch_push2 for blocks:test), with the
+    context features appended if `context`."""
+    env = make(variant.task, variant=variant)
     return ContextObservation(env, variant) if context else env
 
 
@@ -356,6 +413,63 @@ def planning_spec(cfg: TransferConfig, width: int) -> EnvSpec:
     task = get_spec(cfg.env)
     spec = dataclasses.replace(task, reward_fn=planning_reward(cfg, task))
     return with_context(spec, width)
+
+
+# --- more objects than trained on (blocks:test) -------------------------------------------------
+
+
+def blocks_spec(cfg: TransferConfig) -> EnvSpec:
+    """The spec a learned model plans fetch_push2 with: its layout, and the planning reward
+    derived from it as pets.py derives it for `--env fetch_push2` (block 1's)."""
+    task = get_spec(MORE_OBJECTS[cfg.env])
+    return dataclasses.replace(
+        task, reward_fn=planning_reward(SimpleNamespace(env=task.name, reward=cfg.reward), task)
+    )
+
+
+def cannot_take_blocks(cfg: TransferConfig, kind: str) -> str:
+    """Why model `kind` cannot plan on more objects than it was trained on (`CANNOT`), or ""
+    if it can: the true simulator and the structured model (weights shared per entity type) can;
+    a model whose input is the flat observation cannot."""
+    if get_model_kind(kind).needs_env or isinstance(cfg.model_config(kind), StructuredConfig):
+        return ""
+    return CANNOT
+
+
+def blocks_agent(cfg: TransferConfig, kind: str, planner_cfg: Any) -> MPCAgent:
+    """The agent that plans fetch_push2 with learned model `kind` (its state: `blocks_state`)."""
+    spec = blocks_spec(cfg)
+    model = make_model(kind, cfg.model_config(kind), spec)
+    return make_mpc_agent(model, make_planner(planner_cfg, spec), spec, 1)
+
+
+def blocks_state(cfg: TransferConfig, kind: str, agent: MPCAgent, trained: MPCState) -> MPCState:
+    """`agent`'s state (`blocks_agent`) whose model is `trained`'s fitted one-block model carried
+    over to fetch_push2 (`transfer_state`; no new data, nothing refitted). Its buffer is empty:
+    nothing is trained on two blocks."""
+    example = replay.zero_transition(agent.spec.obs_dim, agent.spec.act_dim)
+    model = transfer_state(trained.model, cfg.model_config(kind), planning_spec(cfg, 0), agent.spec)
+    return MPCState(
+        model=model,
+        plan=agent.planner.init(),
+        buffer=replay.init(example, 1),
+        episode=trained.episode,
+    )
+
+
+def oracle_view(model: WorldModel, task: str) -> WorldModel:
+    """The oracle of the one-object task built on the live env of `task` (fetch_push2), which
+    simulates that env's whole physics (both blocks: it is compiled from the env's model file and
+    reads the env's full physics state), handing the planner the one-object task's view of the
+    observation (`fetch.FIRST_OBJECT_VIEW`: block 1, the gripper and the goal), the columns the
+    planning reward of `task` reads. Its predictions equal those columns of the env's next
+    observation (tests/experiments/test_transfer.py)."""
+    cols = np.asarray(fetch.FIRST_OBJECT_VIEW[task][1], np.int32)
+
+    def encode(state: Any, obs: Any) -> Any:
+        return model.encode(state, np.asarray(obs)[..., cols])
+
+    return dataclasses.replace(model, encode=encode)
 
 
 def train_model(
@@ -563,8 +677,13 @@ def trained_on(cfg: TransferConfig, kind: str, seed: int, known: dict) -> str:
 def model_conditions(cfg: TransferConfig, kind: str) -> list[str]:
     """The conditions model `kind` is evaluated on: all of them, except that a reused pets.py
     model (--trained) skips the `:held` ones (it trained on the whole of A: nothing is held
-    out)."""
-    return [c for c in conditions(cfg) if not (kind in cfg.trained_runs and c.endswith(":held"))]
+    out), and a model that cannot take more objects (`cannot_take_blocks`) skips blocks:test."""
+    return [
+        c
+        for c in conditions(cfg)
+        if not (kind in cfg.trained_runs and c.endswith(":held"))
+        and not (c == f"{BLOCKS}:test" and cannot_take_blocks(cfg, kind))
+    ]
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -589,8 +708,12 @@ def evaluate(
     done: set[int],
     bar: Any,
 ) -> None:
-    """Plan the missing evaluation episodes of one (model, seed, condition); log each one."""
+    """Plan the missing evaluation episodes of one (model, seed, condition); log each one.
+
+    Success is the condition's env's own `is_success` (fetch_push2's: block 1 at the goal); the
+    variant values of blocks:test are the count 2 and block 2's start position."""
     env = RecordReset(env)
+    task = conditions(cfg)[condition].task
     for i in range(cfg.eval_episodes):
         if i in done:
             continue
@@ -610,9 +733,12 @@ def evaluate(
             "return": result.episode_return,
             "variant": env.info.get("variant", {}),
         }
+        if task != cfg.env:  # fetch_push2: block 2's start, drawn from the reset seed
+            start = result.transitions.obs[0][fetch.ENTITY_LAYOUTS[task]["object1"].position]
+            line["variant"] = {BLOCKS: 2, "block2_start": [float(x) for x in start]}
         if cfg.env in FETCH_TASKS:
             last = result.transitions.next_obs[-1]
-            layout = fetch.LAYOUTS[cfg.env]
+            layout = fetch.LAYOUTS[task]
             line["success"] = float(result.final_info["is_success"])
             gap = last[layout.achieved] - last[layout.goal]
             line["final_distance"] = float(np.linalg.norm(gap))
@@ -646,11 +772,13 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
         planner_cfg = dataclasses.replace(cfg.planner, particles=1) if oracle else cfg.planner
         planner = make_planner(planner_cfg, get_spec(cfg.env))
         capacity = cfg.train_episodes * get_spec(cfg.env).episode_steps
-        agent = None
+        agent = blocks = None
         if not oracle:
             spec = planning_spec(cfg, width)
             model = make_model(kind, cfg.model_config(kind), spec)
             agent = make_mpc_agent(model, make_planner(planner_cfg, spec), spec, capacity)
+            if f"{BLOCKS}:test" in model_conditions(cfg, kind):
+                blocks = blocks_agent(cfg, kind, planner_cfg)
         for seed in range(cfg.seeds):
             todo = [
                 c
@@ -665,19 +793,26 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
                 state = train_model(cfg, run, kind, agent, seed, progress=progress)
             for condition in todo:
                 env = make_env(cfg, conds[condition], given and not oracle)
+                more = conds[condition].task != cfg.env  # blocks:test: fetch_push2
                 if oracle:  # the true simulator of this condition's env
                     spec = planning_spec(cfg, 0)
                     model = make_model(kind, cfg.model_config(kind), spec, env)
-                    agent = make_mpc_agent(model, planner, spec, capacity)
-                    state = agent.init(jax.random.key(seed))
+                    if more:
+                        model = oracle_view(model, conds[condition].task)
+                    act = make_mpc_agent(model, planner, spec, capacity)
+                    act_state = act.init(jax.random.key(seed))
+                elif more:  # the trained model carried over to two blocks, not trained further
+                    act, act_state = blocks, blocks_state(cfg, kind, blocks, state)
+                else:
+                    act, act_state = agent, state
                 evaluate(
                     cfg,
                     run,
                     kind,
                     seed,
                     condition,
-                    agent,
-                    state,
+                    act,
+                    act_state,
                     env,
                     done.get((kind, seed, condition), set()),
                     bar,
@@ -697,21 +832,30 @@ def metric_name(env: str) -> str:
     return "success" if env in FETCH_TASKS else "return"
 
 
+def variant_text(cfg: TransferConfig, variant: Variant) -> str:
+    """A condition's variant for the rows, naming its task if it is not `cfg.env`'s."""
+    return str(variant) if variant.task == cfg.env else f"{variant.task}: {variant}"
+
+
 def per_seed_rows(
     cfg: TransferConfig, records: list[dict], known: dict[tuple[str, int], str] | None = None
 ) -> list[dict]:
     """One row per (model, seed, condition): the mean of the metric over its episodes, and where
-    the model was trained (`trained_on`; `known` = `origins(cfg, run)` for reused models)."""
+    the model was trained (`trained_on`; `known` = `origins(cfg, run)` for reused models). A model
+    that cannot take blocks:test gets a row there too, with no number, 0 episodes and the reason
+    in `note` (`CANNOT`; `note` is "" in every other row)."""
     key = metric_name(cfg.env)
     groups: dict[tuple[str, int, str], list[float]] = {}
     for r in records:
         groups.setdefault((r["model"], r["seed"], r["condition"]), []).append(float(r[key]))
+    conds = conditions(cfg)
     rows = []
     for kind in cfg.model_list:
         for seed in range(cfg.seeds):
-            for condition in conditions(cfg):
+            for condition in conds:
                 values = groups.get((kind, seed, condition))
-                if values:
+                note = cannot_take_blocks(cfg, kind) if condition == f"{BLOCKS}:test" else ""
+                if values or note:
                     rows.append(
                         {
                             "env": cfg.env,
@@ -719,10 +863,11 @@ def per_seed_rows(
                             "model": kind,
                             "seed": seed,
                             "condition": condition,
-                            "variant": str(conditions(cfg)[condition]),
-                            key: float(np.mean(values)),
-                            "episodes": len(values),
+                            "variant": variant_text(cfg, conds[condition]),
+                            key: float(np.mean(values)) if values else "",
+                            "episodes": len(values or ()),
                             "trained_on": trained_on(cfg, kind, seed, known or {}),
+                            "note": note,
                         }
                     )
     return rows
@@ -736,9 +881,16 @@ def ratio(train: float, test: float, success: bool) -> float:
 
 
 def summarize(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
-    """Per (model, condition): mean over seeds, bootstrap 95% interval, ratio to train."""
+    """Per (model, condition): mean over seeds, bootstrap 95% interval, ratio to train; a
+    condition the model cannot take (a per-seed row with a `note`) gets a row with no numbers
+    and that note."""
     key = metric_name(cfg.env)
     success = key == "success"
+    notes: dict[tuple[str, str], dict[str, str]] = {}  # {(model, condition): {note: trained_on}}
+    for r in rows:
+        if r.get("note"):
+            notes.setdefault((r["model"], r["condition"]), {})[r["note"]] = r.get("trained_on", "")
+    rows = [r for r in rows if not r.get("note")]
     out = []
     for kind in cfg.model_list:
         by_cond = {
@@ -747,6 +899,14 @@ def summarize(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
         }
         train = float(np.mean(by_cond[TRAIN])) if len(by_cond[TRAIN]) else float("nan")
         for c, x in by_cond.items():
+            if (kind, c) in notes:
+                blank = dict.fromkeys([key, "ci_low", "ci_high", "ratio"], "")
+                note, trained = next(iter(notes[(kind, c)].items()))
+                out.append(
+                    {"model": kind, "condition": c, **blank, "seeds": 0, "episodes": 0}
+                    | {"trained_on": trained, "note": note}
+                )
+                continue
             if not len(x):
                 continue
             lo, hi = bootstrap_ci(x, np.random.default_rng(0))
@@ -773,6 +933,7 @@ def summarize(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
                             if r["model"] == kind and r["condition"] == c and "trained_on" in r
                         )
                     ),
+                    "note": "",
                 }
             )
     return out
@@ -784,7 +945,7 @@ def format_table(cfg: TransferConfig, summary: list[dict]) -> str:
     conds = list(conditions(cfg))
     cell = {(s["model"], s["condition"]): s for s in summary}
     fmt = "{:.2f}" if key == "success" else "{:.1f}"
-    counts = sorted({s.get("episodes", cfg.eval_episodes) for s in summary})
+    counts = sorted({s.get("episodes", cfg.eval_episodes) for s in summary if not s.get("note")})
     episodes = "-".join(str(n) for n in (counts[:1] + counts[-1:] if len(counts) > 1 else counts))
     episodes = episodes or str(cfg.eval_episodes)
     head = ["model"] + conds
@@ -802,6 +963,9 @@ def format_table(cfg: TransferConfig, summary: list[dict]) -> str:
             if s is None:
                 held = kind in cfg.trained_runs and c.endswith(":held")
                 cells.append("not held out" if held else "-")
+                continue
+            if s.get("note"):
+                cells.append(s["note"])
                 continue
             text = f"{fmt.format(s[key])} [{fmt.format(s['ci_low'])}, {fmt.format(s['ci_high'])}]"
             if c != TRAIN:
@@ -843,9 +1007,14 @@ def plot(cfg: TransferConfig, run: RunDir, summary: list[dict]) -> Path:
         xs, ys, err = [], [], [[], []]
         for i, c in enumerate(conds):
             s = cell.get((kind, c))
+            x = i + (j - (len(kinds) - 1) / 2) * width
+            if s is not None and s.get("note"):  # no bar: say why
+                ax.text(x, 0, s["note"].split(":")[0], rotation=90, ha="center", va="bottom",
+                        fontsize=7)  # fmt: skip
+                continue
             if s is None:
                 continue
-            xs.append(i + (j - (len(kinds) - 1) / 2) * width)
+            xs.append(x)
             ys.append(s[key])
             err[0].append(s[key] - s["ci_low"])
             err[1].append(s["ci_high"] - s[key])
@@ -924,6 +1093,8 @@ def main(argv: list[str] | None = None) -> RunDir:
 
         try:
             print(describe_variants(env))
+            if env in MORE_OBJECTS:
+                print(BLOCKS_HELP.format(task=MORE_OBJECTS[env]))
         except ValueError as e:
             import argparse
 
