@@ -65,7 +65,10 @@ Output in the run directory (default runs/transfer_<env>_<context>):
   with a percentile-bootstrap 95% interval over seeds, and the transfer ratio per factor;
 - per_seed.csv (and, with --results, experiments/results/transfer_<env>_<context>.csv), one row
   per model x seed x condition, with `trained_on` (this suite, a pets.py run, or the simulator);
-- plots/transfer.png: the table as grouped bars with the intervals.
+  a model that cannot take a condition (the flat ensemble on blocks:test) has its rows there
+  too, in summary.csv and in the table, with no number and the reason in `note`;
+- plots/transfer.png: the table as grouped bars with the intervals (the reason where a model
+  cannot take a condition).
 
 Transfer ratio: test / train for success rates. For returns, which are negative costs here, it
 is train / test (cost at train over cost at test), so that in both cases 1 means nothing was
