@@ -256,19 +256,20 @@ def main(argv: list[str] | None = None) -> RunDir:
     return COMMAND.run(argv, train, fatal=(TrainingDivergedError,))
 
 
-def planning_reward(cfg: PETSConfig, task: EnvSpec) -> RewardFn:
-    """The reward the planner maximises (`cfg.reward`); the env still reports its own."""
-    if cfg.reward == "task":
+def planning_reward(reward: str, task: EnvSpec) -> RewardFn:
+    """The reward the planner maximises on `task` (`--reward`: task, dense, sparse or shaped);
+    the env still reports its own."""
+    if reward == "task":
         return task.reward_fn
-    if cfg.env in FETCH_TASKS:
-        return fetch.reward_fns(cfg.env)[cfg.reward]
+    if task.name in FETCH_TASKS:
+        return fetch.reward_fns(task.name)[reward]
     return push_reward(task.layout)  # "shaped" on a task with an arm, an object and a goal
 
 
 def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
     task = get_spec(cfg.env)
     # the model scores imagined steps with the planner's reward; the env still reports its own
-    spec = dataclasses.replace(task, reward_fn=planning_reward(cfg, task))
+    spec = dataclasses.replace(task, reward_fn=planning_reward(cfg.reward, task))
     env = make(cfg.env, variant=cfg.variant)
     model = make_model(cfg.model_kind, cfg.model, spec, env)
     planner = make_planner(cfg.planner, spec)

@@ -107,7 +107,6 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Literal
 
 import jax
@@ -414,7 +413,7 @@ class RecordReset:
 def planning_spec(cfg: TransferConfig, width: int) -> EnvSpec:
     """The spec a learned model and its planner see: the planner's reward, context appended."""
     task = get_spec(cfg.env)
-    spec = dataclasses.replace(task, reward_fn=planning_reward(cfg, task))
+    spec = dataclasses.replace(task, reward_fn=planning_reward(cfg.reward, task))
     return with_context(spec, width)
 
 
@@ -425,9 +424,7 @@ def blocks_spec(cfg: TransferConfig) -> EnvSpec:
     """The spec a learned model plans fetch_push2 with: its layout, and the planning reward
     derived from it as pets.py derives it for `--env fetch_push2` (block 1's)."""
     task = get_spec(MORE_OBJECTS[cfg.env])
-    return dataclasses.replace(
-        task, reward_fn=planning_reward(SimpleNamespace(env=task.name, reward=cfg.reward), task)
-    )
+    return dataclasses.replace(task, reward_fn=planning_reward(cfg.reward, task))
 
 
 def cannot_take_blocks(cfg: TransferConfig, kind: str) -> str:

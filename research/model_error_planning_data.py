@@ -57,7 +57,7 @@ def load_episodes(run_path: Path) -> tuple[list[Transition], dict]:
     meta = json.loads((run_path / "config.json").read_text())
     cfg, _ = pets.parse_config(meta["argv"])
     task = get_spec(cfg.env)
-    spec = dataclasses.replace(task, reward_fn=pets.planning_reward(cfg, task))
+    spec = dataclasses.replace(task, reward_fn=pets.planning_reward(cfg.reward, task))
     model = make_model(cfg.model_kind, cfg.model, spec, make(cfg.env))
     agent = make_mpc_agent(model, make_planner(cfg.planner, spec), spec, cfg.episodes * 50)
     state = RunDir(run_path).load_state(like=agent.init(jax.random.key(0)))

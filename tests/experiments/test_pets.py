@@ -172,16 +172,14 @@ def test_planning_reward_by_name(pets):
         ("fetch_push", "shaped", fetch.reward_fns("fetch_push")["shaped"]),
         ("fetch_reach", "shaped", fetch.reward_fns("fetch_reach")["dense"]),
     ]:
-        cfg = pets.parse_config(["--env", env, "--reward", reward])[0]
-        chosen = pets.planning_reward(cfg, get_spec(env))
+        chosen = pets.planning_reward(reward, get_spec(env))
         # an observation 0.3 m from its goal with the gripper 0.04 m off: the rewards differ
         obs = np.zeros(get_spec(env).obs_dim, np.float32)
         obs[-3:] = [0.3, 0.0, 0.0]
         obs[:3] = [0.0, 0.04, 0.0]
         act = np.zeros(get_spec(env).act_dim, np.float32)
         np.testing.assert_allclose(chosen(obs, act, obs), expected(obs, act, obs), rtol=1e-7)
-    cfg = pets.parse_config(["--env", "pusher", "--reward", "shaped"])[0]
-    shaped = pets.planning_reward(cfg, get_spec("pusher"))
+    shaped = pets.planning_reward("shaped", get_spec("pusher"))
     obs = np.linspace(-1, 1, 23, dtype=np.float32)
     push = costs.push_reward(get_spec("pusher").layout)
     np.testing.assert_allclose(shaped(obs, None, obs), push(obs, None, obs), rtol=1e-7)
