@@ -79,6 +79,11 @@ same data; errors in cm; every variant keeps the structured model's config other
     ensemble 6.38; structured 3.12 (0.49); structured+beta=0.5 2.57 (0.40); structured+noise
     3.27 (0.51); beta+noise 2.81 (0.44); yaw+table+beta=0.5 2.42 (0.38); table+beta=0.5 2.43 (0.38);
     ensemble+beta=0.5 2.73 (0.43). Against ensemble+beta: structured+beta 0.94, table+beta 0.89.
+    fp_struct_s1 (327 episodes; 503 contact windows, 36 of them falls) / fp_struct_s2 (277; 496,
+    no falls), same split: ensemble 7.43 / 6.34; structured 5.86 (0.79) / 4.00 (0.63);
+    table+beta=0.5 4.39 (0.59) / 3.50 (0.55); ensemble+beta=0.5 4.92 (0.66) / 3.70 (0.58);
+    table+beta / ensemble+beta 0.89 / 0.95. Planning data, runs s0-s2: structured 0.49 / 0.79 /
+    0.63, table+beta 0.38 / 0.59 / 0.55: the bar holds on one run of three with the best lever.
     (The buffer grows while the run trains: the last 20 episodes here are later ones than
     model_error_planning_data.py's 0.64 at 191 episodes; a rerun without the cache reads a newer
     checkpoint.)
