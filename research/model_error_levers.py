@@ -42,6 +42,9 @@ square on a face, 45 on a corner), by how much the block turned in the window, a
 fell off the table.
 
 Per-window errors are cached in /tmp/s7/helperF/cache (delete to refit).
+Every figure below is in experiments/results/model_error_levers_fetch_push.csv (one row per data
+set x variant, written with `--results-csv` from those cached windows by the commands above with
+the variant lists of the tables).
 
 Findings (2026-12-03, prototypes and experiments at 30f4177, unchanged; ratio =
 10-step object error on contact windows / the flat ensemble's at its defaults, both fit on the
@@ -144,7 +147,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import progress_bar
+from experiments.cli import progress_bar, write_results_row
 from experiments.model_error import TEST_SEED_OFFSET, ModelErrorConfig, _mean_config, collect
 from prototypes.envs import get_spec, make
 from prototypes.envs.layout import EntityLayout
@@ -609,6 +612,12 @@ def main() -> None:
         help="comma list, parts joined by '+' (module docstring); ratios are to 'ensemble'",
     )
     p.add_argument("--diagnose", action="store_true", help="bin the errors by yaw and turn")
+    p.add_argument(
+        "--results-csv",
+        type=Path,
+        default=None,
+        help="also write one row per variant (errors in cm, ratio to 'ensemble') into this CSV",
+    )
     args = p.parse_args()
     spec = get_spec("fetch_push")
     if args.data == "scripted":
@@ -623,6 +632,38 @@ def main() -> None:
         report(results)
     if args.diagnose:
         diagnose(results)
+    if args.results_csv is not None:
+        for row in summary_rows(results, tag, args.data, args.seed):
+            write_results_row(args.results_csv, row)
+
+
+def summary_rows(results: dict, tag: str, data: str, seed: int, base: str = "ensemble") -> list:
+    """`report`'s figures as CSV rows, one per variant, keyed by tag:variant."""
+    b = results.get(base)
+    base_err = b[2]["err"][b[2]["contact"]].mean() if b else float("nan")
+    rows = []
+    for v, (one, one_c, w) in results.items():
+        c = w["contact"]
+        on, fell = c & ~w["fell"], c & w["fell"]
+        cm = [round(float(w["err"][m].mean() * 100), 3) if m.any() else "" for m in (on, fell, ~c)]
+        k = w["err"][c].mean()
+        rows.append(
+            {
+                "run": f"{tag}:{v}",
+                "data": data,
+                "data_tag": tag,
+                "seed": seed,
+                "variant": v,
+                "one_step_contact_cm": round(float(one[one_c].mean() * 100), 3),
+                "ten_step_contact_cm": round(float(k * 100), 3),
+                "ratio_to_ensemble": round(float(k / base_err), 3),
+                "ten_step_on_table_cm": cm[0],
+                "ten_step_fell_cm": cm[1],
+                "ten_step_no_contact_cm": cm[2],
+                "contact_windows": int(c.sum()),
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":
