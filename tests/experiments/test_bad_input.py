@@ -121,6 +121,10 @@ CASES = {
         (("--factors", "mass=-1~2"), "variant mass=-1.0 is outside its physical range"),
         (("--factors", "size=-0.5~1"), "variant size=-0.5 is outside its physical range"),
     ],
+    "summarize": [
+        (("{tmp}/no_run",), "{tmp}/no_run: no config.json here (not a run directory)"),
+        (("--results", "{tmp}/out.csv"), "the following arguments are required: runs"),
+    ],
     "convert_checkpoint": [
         (("{tmp}/no_run",), "no pickle checkpoint at {tmp}/no_run/checkpoints/latest.pkl"),
     ],
