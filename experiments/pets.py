@@ -22,9 +22,12 @@ over the last 20 episodes and the final distance (plots/success.png, plots/dista
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import jax
 import numpy as np
 
 from experiments.cli import CommandLine, Layer, Throttle
@@ -36,14 +39,14 @@ from experiments.mpc_episodes import (
     run_mpc_episodes,
     uniform_act,
 )
-from prototypes.agents.mpc import make_mpc_agent
+from prototypes.agents.mpc import MPCAgent, MPCState, make_mpc_agent
 from prototypes.config import arg, check
 from prototypes.data.runs import RunDir, read_metrics
 from prototypes.envs import ALL_TASKS, FETCH_TASKS, fetch, get_spec, make
 from prototypes.envs.costs import push_entities, push_reward
 from prototypes.envs.registry import EnvSpec
 from prototypes.envs.variants import parse_variant
-from prototypes.models.base import TrainingDivergedError
+from prototypes.models.base import TrainingDivergedError, WorldModel
 from prototypes.models.ensemble import EnsembleConfig
 from prototypes.models.registry import check_model, get_model_kind, make_model
 from prototypes.planning import PlannerConfig, make_planner
@@ -266,15 +269,74 @@ def planning_reward(reward: str, task: EnvSpec) -> RewardFn:
     return push_reward(task.layout)  # "shaped" on a task with an arm, an object and a goal
 
 
-def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
+@dataclass(frozen=True)
+class Parts:
+    """What a PETS config builds: the task spec (its reward the planner's), the env, the world
+    model and the MPC agent around it (replay capacity: the whole run)."""
+
+    spec: EnvSpec
+    env: Any
+    model: WorldModel
+    agent: MPCAgent
+
+
+def build(cfg: PETSConfig) -> Parts:
     task = get_spec(cfg.env)
     # the model scores imagined steps with the planner's reward; the env still reports its own
     spec = dataclasses.replace(task, reward_fn=planning_reward(cfg.reward, task))
     env = make(cfg.env, variant=cfg.variant)
     model = make_model(cfg.model_kind, cfg.model, spec, env)
-    planner = make_planner(cfg.planner, spec)
+    agent = make_mpc_agent(
+        model, make_planner(cfg.planner, spec), spec, cfg.episodes * spec.episode_steps
+    )
+    return Parts(spec, env, model, agent)
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A pets.py run read back: its config, what the config builds, and the agent state of its
+    newest usable checkpoint (model, replay buffer, episode count)."""
+
+    path: Path
+    cfg: PETSConfig
+    built: Parts
+    state: MPCState
+
+
+def run_config(path: Path) -> PETSConfig:
+    """The config of the pets.py run directory at `path`, parsed again from its command line.
+
+    Raises:
+        ValueError: `path` holds no pets.py run (one line naming it).
+    """
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{path}: no config.json here (not a run directory)")
+    meta = json.loads(config_path.read_text())
+    if "argv" not in meta or "model_kind" not in meta.get("config", {}):
+        raise ValueError(f"{path}: config.json is not a pets.py run's (no argv or model_kind)")
+    return parse_config(meta["argv"])[0]
+
+
+def load_run(path: Path | str) -> LoadedRun:
+    """Read the pets.py run directory at `path` (read only: no lock; a live run's half-written
+    newest checkpoint is skipped for the one before it, with a `RunWarning`).
+
+    Raises:
+        ValueError: `path` holds no pets.py run (one line naming it).
+        CheckpointError: no usable checkpoint there.
+    """
+    path = Path(path)
+    cfg = run_config(path)
+    built = build(cfg)
+    state = RunDir(path).load_state(like=built.agent.init(jax.random.key(0)))
+    return LoadedRun(path, cfg, built, state)
+
+
+def train(cfg: PETSConfig, run: RunDir, *, resume: bool, progress: bool = True) -> RunDir:
+    built = build(cfg)
+    spec, env, agent = built.spec, built.env, built.agent
     T = spec.episode_steps
-    agent = make_mpc_agent(model, planner, spec, cfg.episodes * T)
     low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
 
     goal_task = cfg.env in FETCH_TASKS

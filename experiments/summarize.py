@@ -17,7 +17,6 @@ since the finished run's own row will replace the partial one only in the CSV it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,13 +31,7 @@ def summarize(path: Path) -> dict:
     Raises:
         ValueError: `path` is not a pets.py run directory with metrics (one line naming it).
     """
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise ValueError(f"{path}: no config.json here (not a run directory)")
-    meta = json.loads(config_path.read_text())
-    if "argv" not in meta or "model_kind" not in meta.get("config", {}):
-        raise ValueError(f"{path}: config.json is not a pets.py run's (no argv or model_kind)")
-    cfg, _ = pets.parse_config(meta["argv"])
+    cfg = pets.run_config(path)
     run = RunDir(path)
     done = len(run.metrics())
     if not done:

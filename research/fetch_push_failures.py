@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
@@ -52,12 +51,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import pets
-from prototypes.agents.mpc import make_mpc_agent
 from prototypes.data import replay
 from prototypes.data.runs import RunDir
-from prototypes.envs import get_spec, make
+from prototypes.envs import make
 from prototypes.models.registry import make_model
-from prototypes.planning import make_planner
 
 GRIP, OBJ, GOAL = slice(0, 3), slice(3, 6), slice(25, 28)  # FetchPush observation (goal appended)
 FELL_Z = 0.40  # the block rests at z ~0.425 on the table
@@ -66,13 +63,8 @@ T, K = 50, 10
 
 def load(run_path: Path):
     """The run's replay contents [N, ...], its metrics, and a mean-prediction step of its model."""
-    meta = json.loads((run_path / "config.json").read_text())
-    cfg, _ = pets.parse_config(meta["argv"])
-    task = get_spec(cfg.env)
-    spec = dataclasses.replace(task, reward_fn=pets.planning_reward(cfg.reward, task))
-    model = make_model(cfg.model_kind, cfg.model, spec, make(cfg.env))
-    agent = make_mpc_agent(model, make_planner(cfg.planner, spec), spec, cfg.episodes * T)
-    state = RunDir(run_path).load_state(like=agent.init(jax.random.key(0)))
+    loaded = pets.load_run(run_path)
+    cfg, spec, state = loaded.cfg, loaded.built.spec, loaded.state
     mean_cfg = dataclasses.replace(cfg.model, propagation="expectation")
     mean = make_model(cfg.model_kind, mean_cfg, spec, make(cfg.env))
     step = jax.jit(lambda o, a: mean.predict(state.model, jax.random.key(0), o, a).obs)

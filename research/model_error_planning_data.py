@@ -30,7 +30,6 @@ models are close: 1-step contact 0.27 / 0.26 / 0.50, 10-step contact 1.47 / 1.25
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -40,32 +39,21 @@ import numpy as np
 
 from experiments import pets
 from experiments.model_error import _mean_config, _mean_next_obs, object_errors, summarise
-from prototypes.agents.mpc import make_mpc_agent
 from prototypes.data import replay
-from prototypes.data.runs import RunDir
-from prototypes.envs import get_spec, make
+from prototypes.envs import get_spec
 from prototypes.envs.layout import OBJECT
 from prototypes.models.registry import make_model
-from prototypes.planning import make_planner
 from prototypes.types import Transition
 
 
-def load_episodes(run_path: Path) -> tuple[list[Transition], dict]:
+def load_episodes(run_path: Path) -> tuple[list[Transition], pets.PETSConfig]:
     """The run's replay contents cut into 50-step episodes, and its config."""
-    import json
-
-    meta = json.loads((run_path / "config.json").read_text())
-    cfg, _ = pets.parse_config(meta["argv"])
-    task = get_spec(cfg.env)
-    spec = dataclasses.replace(task, reward_fn=pets.planning_reward(cfg.reward, task))
-    model = make_model(cfg.model_kind, cfg.model, spec, make(cfg.env))
-    agent = make_mpc_agent(model, make_planner(cfg.planner, spec), spec, cfg.episodes * 50)
-    state = RunDir(run_path).load_state(like=agent.init(jax.random.key(0)))
-    data = jax.tree.map(np.asarray, replay.contents(state.buffer))
-    T = spec.episode_steps
+    loaded = pets.load_run(run_path)
+    data = jax.tree.map(np.asarray, replay.contents(loaded.state.buffer))
+    T = loaded.built.spec.episode_steps
     n = data.obs.shape[0] // T
     eps = [jax.tree.map(lambda x, i=i: x[i * T : (i + 1) * T], data) for i in range(n)]
-    return eps, meta["config"]
+    return eps, loaded.cfg
 
 
 def main() -> None:
@@ -77,7 +65,7 @@ def main() -> None:
     p.add_argument("--models", default="ensemble,structured")
     args = p.parse_args()
     eps, config = load_episodes(Path(args.run))
-    print(f"{args.run}: {len(eps)} episodes in the buffer ({config['model_kind']} run)")
+    print(f"{args.run}: {len(eps)} episodes in the buffer ({config.model_kind} run)")
     train, test = eps[: args.train], eps[-args.test :]
     data = jax.tree.map(lambda *xs: jnp.concatenate([jnp.asarray(x) for x in xs]), *train)
     spec = get_spec("fetch_push")

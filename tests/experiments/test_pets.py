@@ -217,3 +217,22 @@ def test_fetch_push2_plans_with_fetch_push_defaults(pets, model):
     assert two.pop("env") == "fetch_push2" and one.pop("env") == "fetch_push"
     assert one == two and two["reward"] == "shaped" and two["episodes"] == 500
     assert pets.TARGETS["fetch_push2"] == pets.TARGETS["fetch_push"]
+
+
+@pytest.mark.slow
+def test_load_run_reads_back_the_config_and_the_final_state(pets, reference_run):
+    from prototypes.data import replay
+
+    loaded = pets.load_run(reference_run)
+    assert (loaded.cfg.seed, loaded.cfg.planner.population, loaded.cfg.episodes) == (3, 16, 3)
+    assert int(loaded.state.episode) == 3
+    data = replay.contents(loaded.state.buffer)
+    assert data.obs.shape == (150, loaded.built.spec.obs_dim)
+    # the buffer holds the env's own transitions: per-episode reward sums are the logged returns
+    returns = [r["return"] for r in RunDir(reference_run).metrics()]
+    np.testing.assert_allclose(np.asarray(data.reward).reshape(3, 50).sum(1), returns, rtol=1e-5)
+
+
+def test_load_run_refuses_a_directory_without_a_run(pets, tmp_path):
+    with pytest.raises(ValueError, match="no config.json here"):
+        pets.load_run(tmp_path)
