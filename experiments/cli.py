@@ -148,6 +148,7 @@ def run_experiment(
     default_out: Path,
     train: Callable[[RunDir, bool, bool], RunDir],
     fatal: tuple[type[BaseException], ...] = (),
+    added_defaults: dict | None = None,
 ) -> RunDir:
     """Open (or, with ns.resume, reopen) the run directory and call train(run, resume, progress).
 
@@ -157,10 +158,17 @@ def run_experiment(
     or an error in `fatal` (a diverged model, say) ends as one line `<prog>: error: ...` with
     exit status 1. Warnings from the run directory (falling back to the previous checkpoint)
     are one line each. The run directory's writer lock is released when this returns.
+    `added_defaults` lets a run saved before a config field existed resume (`open_run`).
     """
     with one_line_warnings(parser.prog):
         try:
-            run = open_run(ns.out or default_out, config, resume=ns.resume, argv=list(argv))
+            run = open_run(
+                ns.out or default_out,
+                config,
+                resume=ns.resume,
+                argv=list(argv),
+                added_defaults=added_defaults,
+            )
         except (CheckpointError, FileExistsError, RunDirError) as e:
             parser.error(str(e))
         try:
@@ -343,6 +351,7 @@ class CommandLine:
             out,
             lambda run, resume, progress: train(cfg, run, resume=resume, progress=progress),
             fatal=fatal,
+            added_defaults=cfglib.declared_defaults(cfg),
         )
         if self.results is not None and getattr(ns, "results", None) is not None:
             write_results_row(ns.results, {"run": run.path.name, **self.results(cfg, run)})

@@ -298,7 +298,13 @@ def main(argv: list[str] | None = None) -> RunDir:
     out = ns.out or Path("runs") / f"factored_arm_{cfg.seed}"
     with one_line_warnings(parser.prog):
         try:
-            run = open_run(out, cfglib.to_dict(cfg), resume=ns.resume, argv=argv)
+            run = open_run(
+                out,
+                cfglib.to_dict(cfg),
+                resume=ns.resume,
+                argv=argv,
+                added_defaults=cfglib.declared_defaults(cfg),
+            )
             start = 0
             if ns.resume:
                 ckpt = run.load_checkpoint()

@@ -118,7 +118,7 @@ from experiments.pets import LAYERS as PETS_LAYERS
 from experiments.pets import planning_reward
 from prototypes.agents import episode as episode_lib
 from prototypes.agents.mpc import MPCAgent, MPCState, make_mpc_agent, planning_act
-from prototypes.config import ConfigError, arg, check, to_dict
+from prototypes.config import ConfigError, arg, check, declared_defaults, to_dict
 from prototypes.data import replay
 from prototypes.data.runs import (
     CheckpointError,
@@ -556,6 +556,9 @@ def pets_run(cfg: TransferConfig, kind: str, seed: int) -> tuple[Path, dict]:
             pass  # shown as it is
     ours = {"env": cfg.env, "model_kind": kind, "variant": "none"}
     ours.update({f"model.{k}": v for k, v in to_dict(cfg.model_config(kind)).items()})
+    # a field added since the run was saved matches at its declared default (as for --resume)
+    added = {f"model.{k}": v for k, v in declared_defaults(cfg.model_config(kind)).items()}
+    ours = {k: v for k, v in ours.items() if k in saved or k not in added or v != added[k]}
     for name in [*ours, *sorted(k for k in saved if k.startswith("model.") and k not in ours)]:
         theirs, mine = saved.get(name, "(no such field)"), ours.get(name, "(no such field)")
         check(

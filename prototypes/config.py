@@ -173,6 +173,25 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
+def declared_defaults(cfg: Any) -> dict[str, Any]:
+    """The flat {dotted name: value} defaults that the classes of `cfg` (an instance: nested
+    configs by their own classes) declare on their fields, before any command-line layer.
+
+    A field added to a config must default to the behaviour of the code before it existed; these
+    are then the values that a run saved before the field was added implicitly had (see
+    `prototypes.data.runs.open_run`)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update({f"{f.name}.{k}": x for k, x in declared_defaults(v).items()})
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def from_dict(cfg: C | type[C], flat: Mapping[str, Any], prefix: str = "") -> C:
     """Inverse of `to_dict`, shaped like `cfg` (an instance or a class); missing keys keep
     `cfg`'s values."""

@@ -52,7 +52,7 @@ import socket
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -712,7 +712,12 @@ def unlock_dir(path: Path | str) -> None:
 
 
 def open_run(
-    out: Path | str, config: dict[str, Any], *, resume: bool, argv: Sequence[str] = ()
+    out: Path | str,
+    config: dict[str, Any],
+    *,
+    resume: bool,
+    argv: Sequence[str] = (),
+    added_defaults: Mapping[str, Any] | None = None,
 ) -> RunDir:
     """Create a new run directory, or reopen one for `--resume`, as its one writer.
 
@@ -720,6 +725,11 @@ def open_run(
     run requires the directory, its config and a checkpoint, and the config to match, apart from
     bookkeeping fields (git revision, versions, command line). Either way the directory is locked
     for this process first (`lock_dir`), before anything is written.
+
+    Fields added to the code after the run was saved: a key of `config` that the saved config
+    lacks matches when its value is `added_defaults[key]` (the field's declared default, which
+    must reproduce the older code's behaviour: `prototypes.config.declared_defaults`). The run
+    keeps its saved config and config hash; any other value of such a key is a difference.
 
     Raises:
         FileExistsError: a new run was asked for in a directory that has one.
@@ -733,10 +743,13 @@ def open_run(
             raise CheckpointError(f"no run to resume at {run.path} (config.json missing)")
         lock_dir(path, argv)
         saved = run.config()["config"]
-        if saved != _jsonable(config):
-            diff = sorted(
-                k for k in set(saved) | set(config) if saved.get(k) != _jsonable(config).get(k)
-            )
+        current = _jsonable(config)
+        declared = _jsonable(dict(added_defaults or {}))
+        new_keys = set(current) - set(saved)
+        added = {k for k in new_keys if k in declared and declared[k] == current[k]}
+        current = {k: v for k, v in current.items() if k not in added}
+        if saved != current:
+            diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             shown = ", ".join(_printable(k, 60) for k in diff[:10])
             raise CheckpointError(
                 f"--resume with a different config than {run.config_path} "
@@ -746,7 +759,7 @@ def open_run(
             raise CheckpointError(
                 f"no checkpoint at {run.checkpoint_dir}: nothing to resume (run without --resume)"
             )
-        return run
+        return RunDir(path, config_hash=config_sha256(saved)) if added else run
     if run.config_path.exists() or run.metrics_path.exists():
         raise FileExistsError(
             f"{run.path} already holds a run: pass --resume to continue it, or choose another --out"

@@ -1,3 +1,4 @@
+import dataclasses
 import errno
 import json
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prototypes.config import declared_defaults
 from prototypes.data import runs as runs_lib
 from prototypes.data.runs import (
     CheckpointError,
@@ -54,6 +56,50 @@ def test_refuses_to_overwrite_and_resume_checks(tmp_path):
         open_run(tmp_path / "nothing", {"seed": 3}, resume=True)
 
 
+def test_resume_across_a_field_added_at_its_declared_default(tmp_path):
+    old = open_run(tmp_path / "r", {"seed": 3}, resume=False)
+    old.save_checkpoint({"step": np.int32(1)})
+    old.close()
+    # the code has since gained a field "model.beta" declared with default 0.0
+    run = open_run(
+        tmp_path / "r",
+        {"seed": 3, "model.beta": 0.0},
+        resume=True,
+        added_defaults={"model.beta": 0.0},
+    )
+    assert run.config_hash == old.config_hash  # the saved config: its checkpoints load
+    assert int(run.load_checkpoint()["step"]) == 1
+    assert json.loads(run.config_path.read_text())["config"] == {"seed": 3}
+    run.close()
+    for config, declared in (
+        ({"seed": 3, "model.beta": 0.5}, {"model.beta": 0.0}),  # not the old behaviour
+        ({"seed": 3, "model.beta": 0.0}, {}),  # no declared default
+    ):
+        with pytest.raises(CheckpointError, match=r"differs in: model\.beta\)"):
+            open_run(tmp_path / "r", config, resume=True, added_defaults=declared)
+
+
+def test_declared_defaults_are_the_classes_not_the_layers():
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        beta: float = 0.0
+        sizes: tuple = (1, 2)
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        seed: int = 0
+        model: Inner = dataclasses.field(default_factory=Inner)
+        tags: list = dataclasses.field(default_factory=list)
+
+    cfg = Outer(seed=4, model=Inner(beta=0.5), tags=["a"])
+    assert declared_defaults(cfg) == {
+        "seed": 0,
+        "model.beta": 0.0,
+        "model.sizes": (1, 2),
+        "tags": [],
+    }
+
+
 def test_metrics_append_and_truncate(tmp_path):
     run = open_run(tmp_path / "r", {}, resume=False)
     for i in range(4):
@@ -74,8 +120,12 @@ def test_checkpoint_roundtrip_manifest_and_generations(tmp_path):
     assert back["step"] == 7
     # the newest and the one before it are kept; no temp files are left
     names = sorted(p.name for p in run.checkpoint_dir.iterdir())
-    assert names == ["ckpt_000002.json", "ckpt_000002.msgpack", "ckpt_000003.json",
-                     "ckpt_000003.msgpack"]
+    assert names == [
+        "ckpt_000002.json",
+        "ckpt_000002.msgpack",
+        "ckpt_000003.json",
+        "ckpt_000003.msgpack",
+    ]
     assert run.checkpoint_path.name == "ckpt_000003.msgpack"
     manifest = json.loads((run.checkpoint_dir / "ckpt_000003.json").read_text())
     payload = run.checkpoint_path.read_bytes()
@@ -106,7 +156,9 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ho
         assert run.load_checkpoint() == {"step": 1}
     run.save_checkpoint({"step": 3})  # generation 3; the unusable 2 goes, the good 1 stays
     assert sorted(p.name for p in run.checkpoint_dir.glob("*.msgpack")) == [
-        "ckpt_000001.msgpack", "ckpt_000003.msgpack"]
+        "ckpt_000001.msgpack",
+        "ckpt_000003.msgpack",
+    ]
     assert run.load_checkpoint() == {"step": 3}
 
 
@@ -123,14 +175,19 @@ def test_load_state_checks_structure_shapes_and_dtypes(tmp_path):
     import jax.numpy as jnp
 
     run = open_run(tmp_path / "r", {}, resume=False)
-    state = {"w": jnp.arange(3.0), "step": jnp.int32(2), "key": jax.random.key(4),
-             "pair": (jnp.zeros(2), jnp.ones(1))}
+    state = {
+        "w": jnp.arange(3.0),
+        "step": jnp.int32(2),
+        "key": jax.random.key(4),
+        "pair": (jnp.zeros(2), jnp.ones(1)),
+    }
     run.save_checkpoint({"state": state})
     back = run.load_state(like=state)
     np.testing.assert_array_equal(back["w"], [0.0, 1.0, 2.0])
     assert int(back["step"]) == 2 and isinstance(back["pair"], tuple)
-    np.testing.assert_array_equal(jax.random.key_data(back["key"]),
-                                  jax.random.key_data(state["key"]))
+    np.testing.assert_array_equal(
+        jax.random.key_data(back["key"]), jax.random.key_data(state["key"])
+    )
     for like in ({"w": jnp.zeros(3)}, {**state, "w": jnp.zeros(4)}, {**state, "w": jnp.arange(3)}):
         with pytest.raises(CheckpointError, match="does not match this config"):
             run.load_state(like=like)
@@ -169,9 +226,16 @@ def test_a_pickle_checkpoint_is_refused_and_never_unpickled(tmp_path):
     data.write_bytes(evil)
     import hashlib
 
-    (run.checkpoint_dir / "ckpt_000001.json").write_text(json.dumps({
-        "format": "pmbrl-checkpoint", "version": 1, "bytes": len(evil),
-        "sha256": hashlib.sha256(evil).hexdigest()}))
+    (run.checkpoint_dir / "ckpt_000001.json").write_text(
+        json.dumps(
+            {
+                "format": "pmbrl-checkpoint",
+                "version": 1,
+                "bytes": len(evil),
+                "sha256": hashlib.sha256(evil).hexdigest(),
+            }
+        )
+    )
     with pytest.raises(CheckpointError, match="is corrupt or incomplete"):
         resumed.load_checkpoint()
     run.config_path.write_bytes(evil)  # and as config.json
@@ -232,8 +296,9 @@ time.sleep(60)
 
 def test_one_writer_per_run_directory_and_a_killed_writer_does_not_block(tmp_path):
     out = tmp_path / "r"
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(out), "new"], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out), "new"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirError, match=rf"in use by process {proc.pid} on .*hold.py --x"):

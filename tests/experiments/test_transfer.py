@@ -279,7 +279,7 @@ def _pets_config(tmp_path, **changed):
 
     config = {**to_dict(pets.COMMAND.parse(PETS_TINY)[0]), **changed}
     run = tmp_path / "pets_s0"
-    run.mkdir()
+    run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"config": config}))
     return str(tmp_path / "pets_s{seed}")
 
@@ -322,6 +322,30 @@ def test_trained_refusals_are_one_line(changed, extra, fragment, tmp_path, capsy
     assert err[-1].startswith("transfer.py: error: ") and "Traceback" not in "\n".join(err)
     assert fragment.format(tmp=tmp_path) in err[-1], err[-1]
     assert not out.exists()  # refused before anything was written
+
+
+def test_trained_run_saved_before_a_field_was_added(tmp_path, capsys):
+    """A run whose config lacks a model field matches at the field's declared default only."""
+    from prototypes.config import declared_defaults
+
+    cfg = pets.COMMAND.parse(PETS_TINY)[0]
+    declared = declared_defaults(cfg.model)
+    at_default = next(k for k, v in declared.items() if getattr(cfg.model, k) == v)
+    for missing, fragment in (
+        (at_default, "no checkpoint in"),  # the config check passed
+        ("hidden_size", "differs from this suite in model.hidden_size: the run has "
+         "'(no such field)', this suite 16"),
+    ):  # fmt: skip
+        pattern = _pets_config(tmp_path / missing)
+        config_path = tmp_path / missing / "pets_s0" / "config.json"
+        meta = json.loads(config_path.read_text())
+        del meta["config"][f"model.{missing}"]
+        config_path.write_text(json.dumps(meta))
+        with pytest.raises(SystemExit):
+            transfer.main(
+                [*REUSE_TINY, "--trained", f"ensemble={pattern}", "--out", str(tmp_path / "o")]
+            )
+        assert fragment in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_trained_flags_join_and_pets_fits_by_hand():
