@@ -84,6 +84,13 @@ class EnsembleTrainingConfig:
     holdout: float = arg(0.1, "fraction of the data held out for early stopping")
     bootstrap: bool = arg(True, "each member trains on its own bootstrap resample")
     logvar_penalty: float = arg(0.01, "weight of the term that tightens the log-variance bounds")
+    nll_beta: float = arg(
+        0.0,
+        "beta-NLL (Seitzer et al. 2022): each output's NLL weighted by its stop-gradient "
+        "variance ** beta, in [0, 1]; 0 is the plain NLL, 1 gives the mean the MSE's gradient. "
+        "0.5 cut the flat ensemble's 10-step contact error on FetchPush by about a third "
+        "(research/model_error_levers.py)",
+    )
 
     def __post_init__(self) -> None:
         check(self.members >= 1, f"model.members must be >= 1, got {self.members}")
@@ -96,6 +103,7 @@ class EnsembleTrainingConfig:
         check(self.max_epochs >= 1, f"model.max_epochs must be >= 1, got {self.max_epochs}")
         check(self.patience >= 1, f"model.patience must be >= 1, got {self.patience}")
         check(0.0 <= self.holdout < 1.0, f"model.holdout must be in [0, 1), got {self.holdout}")
+        check(0.0 <= self.nll_beta <= 1.0, f"model.nll_beta must be in [0, 1], got {self.nll_beta}")
         check(
             self.propagation in ("ts1", "tsinf", "expectation"),
             f"model.propagation must be ts1, tsinf or expectation, got {self.propagation!r}",
@@ -143,10 +151,19 @@ class EnsembleState:
 
 
 def gaussian_nll(
-    mean: Float[Array, "... D"], logvar: Float[Array, "... D"], target: Float[Array, "... D"]
+    mean: Float[Array, "... D"],
+    logvar: Float[Array, "... D"],
+    target: Float[Array, "... D"],
+    beta: float = 0.0,
 ) -> Float[Array, ""]:
-    """Mean over entries of (target - mean)^2 / var + log var (the NLL without 0.5 and log 2pi)."""
-    return jnp.mean((target - mean) ** 2 * jnp.exp(-logvar) + logvar)
+    """Mean over entries of (target - mean)^2 / var + log var (the NLL without 0.5 and log 2pi);
+    with `beta` > 0 each entry is weighted by stop_gradient(var) ** beta (beta-NLL, Seitzer et
+    al. 2022), so that entries the model calls noisy (contact) are still fitted. Its gradient
+    still vanishes where (target - mean)^2 = var, and at beta = 1 the mean's is the MSE's."""
+    nll = (target - mean) ** 2 * jnp.exp(-logvar) + logvar
+    if beta == 0.0:  # the plain NLL, computed exactly as before the option existed
+        return jnp.mean(nll)
+    return jnp.mean(jax.lax.stop_gradient(jnp.exp(beta * logvar)) * nll)
 
 
 # --- prediction: one function per propagation mode ----------------------------------------------
@@ -236,12 +253,14 @@ def ensemble_loss(
     x: Float[Array, "E M I"],
     y: Float[Array, "E M O"],
     logvar_penalty: float,
+    nll_beta: float = 0.0,
 ) -> tuple[Float[Array, ""], Metrics]:
-    """Sum over members of each one's Gaussian NLL on its own rows (x, y normalised), plus
+    """Sum over members of each one's Gaussian NLL (beta-NLL with `nll_beta` > 0: see
+    `gaussian_nll`) on its own rows (x, y normalised), plus
     logvar_penalty * (sum max_logvar - sum min_logvar) / E; metrics["nll"] is the members' mean."""
     E = _num_members(params)
     mean, logvar = member_moments(apply_fn, params, x)
-    nll = jax.vmap(gaussian_nll)(mean, logvar, y)  # [E]
+    nll = jax.vmap(lambda m, lv, t: gaussian_nll(m, lv, t, nll_beta))(mean, logvar, y)  # [E]
     bounds = params["params"]
     penalty = logvar_penalty * (jnp.sum(bounds["max_logvar"]) - jnp.sum(bounds["min_logvar"])) / E
     total = jnp.sum(nll) + penalty
@@ -433,10 +452,11 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
     net = GaussianMLP(out_dim=O, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)
     optimizer = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
     propagate = PREDICT_BY_PROPAGATION[cfg.propagation]
-    logvar_penalty = cfg.logvar_penalty
+    logvar_penalty, nll_beta = cfg.logvar_penalty, cfg.nll_beta
     reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
     train_steps = make_train_steps(
-        lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty), optimizer
+        lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty, nll_beta),
+        optimizer,
     )
     member_holdout_mse = jax.jit(functools.partial(holdout_mse, net.apply))
 

@@ -827,6 +827,7 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
     optimizer = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
     propagate = PREDICT_BY_PROPAGATION[cfg.propagation]
     logvar_penalty, use_prior, cutoff = cfg.logvar_penalty, cfg.kinematic_prior, cfg.cutoff
+    nll_beta = cfg.nll_beta
     use_projection, solid_top = cfg.contact_projection, cfg.contact_projection and cfg.solid_top
     pairs = contact_pairs(spec.layout)
     reward_fn, done_fn = jax.vmap(spec.reward_fn), jax.vmap(spec.done_fn)
@@ -846,7 +847,8 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
     base_inputs = jax.jit(functools.partial(graph_inputs, graph, cutoff))
     jit_lookahead = jax.jit(lambda *args: lookahead_raw(*args))
     train_steps = make_train_steps(
-        lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty), optimizer
+        lambda params, x, y: ensemble_loss(net.apply, params, x, y, logvar_penalty, nll_beta),
+        optimizer,
     )
     member_holdout_mse = jax.jit(functools.partial(holdout_mse, net.apply))
 

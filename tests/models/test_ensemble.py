@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from prototypes.config import ConfigError
 from prototypes.envs.registry import EnvSpec
 from prototypes.models.base import TrainingDivergedError
 from prototypes.models.ensemble import (
@@ -62,6 +63,45 @@ def test_nll_gradient_vanishes_at_true_mean_and_variance():
     np.testing.assert_allclose(g_lv, 0.0, atol=1e-6)
     # away from it the gradient points back: d/dmu at mu = 1.5 is -2 * 0.5 / 1.25 = -0.8
     np.testing.assert_allclose(jax.grad(nll)(1.5, jnp.log(1.25)), -0.8, rtol=1e-5)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0])
+def test_beta_nll_weights_each_entry_by_its_variance_to_the_beta(beta):
+    """beta-NLL's value is mean(var^beta * ((y-mu)^2 / var + lv)); its gradient in lv still
+    vanishes at the true variance, and at beta = 1 the mean's gradient is the MSE's,
+    -2 (y - mu) / n, whatever the variance."""
+    mu = jnp.array([[0.0, 1.0], [2.0, -1.0]])
+    lv = jnp.array([[0.0, jnp.log(4.0)], [jnp.log(0.25), 1.0]])
+    y = jnp.array([[1.0, 3.0], [2.5, -1.0]])
+    var = np.exp(np.asarray(lv))
+    r2 = (np.asarray(y) - np.asarray(mu)) ** 2
+    want = np.mean(var**beta * (r2 / var + np.asarray(lv)))
+    np.testing.assert_allclose(gaussian_nll(mu, lv, y, beta), want, rtol=1e-6)
+    g_mu, g_lv = jax.grad(lambda m, v: gaussian_nll(m, v, y, beta), argnums=(0, 1))(mu, lv)
+    # the weight is a constant: d/dmu = -2 w (y - mu) / (var n), d/dlv = w (1 - r2 / var) / n
+    w, n = var**beta, mu.size
+    np.testing.assert_allclose(g_mu, -2 * w * (y - mu) / var / n, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g_lv, w * (1 - r2 / var) / n, rtol=1e-5, atol=1e-7)
+    # entry [1, 0]: r2 = 0.25 = var, so its log-variance gradient is exactly zero
+    assert float(g_lv[1, 0]) == pytest.approx(0.0, abs=1e-7)
+    if beta == 1.0:
+        np.testing.assert_allclose(g_mu, -2 * (y - mu) / n, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_nll_beta_trains_through_the_config():
+    """The ensemble's loss reads model.nll_beta: on identical data and keys, 0.5 fits a
+    different model than 0 (the plain NLL, as test_ensemble_loss_is_... checks)."""
+    data = _linear_data(32, jax.random.key(0))
+    fits = []
+    for beta in (0.0, 0.5):
+        model = make_ensemble(replace(SMALL, nll_beta=beta, max_epochs=1), _spec())
+        state = model.init(jax.random.key(1), jax.tree.map(lambda x: x[0], data))
+        state, metrics = model.fit(state, jax.random.key(2), data)
+        fits.append(jax.tree.leaves(state.params))
+    assert any(not np.array_equal(a, b) for a, b in zip(*fits, strict=True))
+    with pytest.raises(ConfigError, match=r"model.nll_beta must be in \[0, 1\], got 1.5"):
+        EnsembleConfig(nll_beta=1.5)
 
 
 def test_logvar_stays_within_learned_bounds():
