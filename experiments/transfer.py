@@ -36,7 +36,9 @@ variant's values are drawn from the reset seed, so all of them face the same sta
 and drawn factor values (the per-episode records carry the values, so this is checked, see
 tests/experiments/test_transfer.py). The planner's key of episode i of a condition depends on
 (seed, condition, i) only, the same for every model. The oracle needs no training: per seed it
-plans on each condition's live physics (one particle: it is deterministic).
+plans on each condition's live physics (one particle: it is deterministic). Its seeds differ in
+planner noise only, so `--oracle-seeds 1` runs it with seed 0 alone (the same episodes and planner
+keys as seed 0 of the full suite), at a third of the cost for three seeds.
 
 Models trained by experiments/pets.py (`--trained KIND=PATTERN`, comma-separated or repeated):
 seed S of model KIND is then not trained here but taken from the newest complete checkpoint of
@@ -194,6 +196,12 @@ class TransferConfig:
         "to its observation (CARL)",
     )
     seeds: int = arg(3, "training seeds 0 .. seeds-1 (intervals are over seeds)")
+    oracle_seeds: int = arg(
+        0,
+        "seeds 0 .. oracle_seeds-1 of the oracle (0: all --seeds). It trains nothing, so its "
+        "seeds differ in planner noise only; 1 divides its cost (about a minute per FetchPush "
+        "episode) by --seeds, and its interval is then a single value",
+    )
     train_episodes: int = arg(100, "training episodes per learned model and seed, random included")
     random_episodes: int = arg(1, "random-action episodes before planning starts in training")
     eval_episodes: int = arg(50, "evaluation episodes per condition (the same for every model)")
@@ -241,6 +249,10 @@ class TransferConfig:
             "the model (the second block is one more entity); use --context hidden",
         )
         check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        check(
+            0 <= self.oracle_seeds <= self.seeds,
+            f"oracle_seeds must be in [0, seeds={self.seeds}] (0: all), got {self.oracle_seeds}",
+        )
         check(self.train_episodes >= 1, f"train_episodes must be >= 1, got {self.train_episodes}")
         check(
             1 <= self.random_episodes <= self.train_episodes,
@@ -677,6 +689,14 @@ def trained_on(cfg: TransferConfig, kind: str, seed: int, known: dict) -> str:
     return f"this suite, {cfg.train_episodes} episodes, Atrain"
 
 
+def model_seeds(cfg: TransferConfig, kind: str) -> range:
+    """The seeds model `kind` is evaluated with: 0 .. --seeds - 1, or for the true simulator
+    0 .. --oracle-seeds - 1 when that is set."""
+    if get_model_kind(kind).needs_env and cfg.oracle_seeds:
+        return range(cfg.oracle_seeds)
+    return range(cfg.seeds)
+
+
 def model_conditions(cfg: TransferConfig, kind: str) -> list[str]:
     """The conditions model `kind` is evaluated on: all of them, except that a reused pets.py
     model (--trained) skips the `:held` ones (it trained on the whole of A: nothing is held
@@ -767,7 +787,7 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
         run.save_checkpoint({"state": {"evaluated": np.int32(0)}})  # so --resume finds the run
     copy_reused(cfg, run)
     done = finished(run)
-    total = sum(len(model_conditions(cfg, k)) for k in cfg.model_list) * cfg.seeds
+    total = sum(len(model_conditions(cfg, k)) * len(model_seeds(cfg, k)) for k in cfg.model_list)
     total *= cfg.eval_episodes
     bar = progress_bar(total, sum(len(v) for v in done.values()), progress, "evaluate", "episode")
     for kind in cfg.model_list:
@@ -782,7 +802,7 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
             agent = make_mpc_agent(model, make_planner(planner_cfg, spec), spec, capacity)
             if f"{BLOCKS}:test" in model_conditions(cfg, kind):
                 blocks = blocks_agent(cfg, kind, planner_cfg)
-        for seed in range(cfg.seeds):
+        for seed in model_seeds(cfg, kind):
             todo = [
                 c
                 for c in model_conditions(cfg, kind)
@@ -854,7 +874,7 @@ def per_seed_rows(
     conds = conditions(cfg)
     rows = []
     for kind in cfg.model_list:
-        for seed in range(cfg.seeds):
+        for seed in model_seeds(cfg, kind):
             for condition in conds:
                 values = groups.get((kind, seed, condition))
                 note = cannot_take_blocks(cfg, kind) if condition == f"{BLOCKS}:test" else ""
@@ -953,8 +973,9 @@ def format_table(cfg: TransferConfig, summary: list[dict]) -> str:
     episodes = episodes or str(cfg.eval_episodes)
     head = ["model"] + conds
     lines = [
-        f"{cfg.env}, context {cfg.context}: {key} per condition, mean over {cfg.seeds} seed(s) "
-        f"[bootstrap 95%] (transfer ratio); {episodes} evaluation episodes each",
+        f"{cfg.env}, context {cfg.context}: {key} per condition, mean over {cfg.seeds} seed(s)"
+        + (f" ({cfg.oracle_seeds} for the oracle)" if cfg.oracle_seeds else "")
+        + f" [bootstrap 95%] (transfer ratio); {episodes} evaluation episodes each",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]

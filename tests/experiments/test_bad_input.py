@@ -115,6 +115,10 @@ CASES = {
         (("--eval-episodes", "0"), "eval_episodes must be >= 1, got 0"),
         (("--env", "cartpole"), "unknown env 'cartpole'"),
         (("--models", "ensemble,banana"), "unknown model 'banana'"),
+        (
+            ("--seeds", "2", "--oracle-seeds", "3"),
+            "oracle_seeds must be in [0, seeds=2] (0: all), got 3",
+        ),
         (("--factors", "colour"), "unknown variant factor 'colour' for pusher"),
         (("--factors", "mass=1~1"), "variant mass=1.0~1.0 is an empty range"),
         (("--factors", "mass=2~1"), "variant mass=2.0~1.0 is an inverted range"),
@@ -132,8 +136,11 @@ CASES = {
 
 
 def _scripts() -> list[str]:
-    return sorted(p.stem for p in (ROOT / "experiments").glob("*.py")
-                  if 'if __name__ == "__main__":' in p.read_text())
+    return sorted(
+        p.stem
+        for p in (ROOT / "experiments").glob("*.py")
+        if 'if __name__ == "__main__":' in p.read_text()
+    )
 
 
 def test_every_script_has_bad_input_cases():
@@ -160,8 +167,7 @@ def _params():
 
 
 @pytest.mark.parametrize("name, argv, fragment", list(_params()))
-def test_bad_input_is_one_line_with_status_2(name, argv, fragment, tmp_path, capsys,
-                                             monkeypatch):
+def test_bad_input_is_one_line_with_status_2(name, argv, fragment, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a default --out would land here, not in the repository
     (tmp_path / "a_file").write_text("")
     fill = lambda s: s.format(tmp=tmp_path, fake=ROOT / "tests/experiments/fake_experiment.py")
@@ -202,8 +208,15 @@ def _manifest_for(payload: bytes) -> str:
     import hashlib
     import json
 
-    return json.dumps({"format": "pmbrl-checkpoint", "version": 1, "generation": 1,
-                       "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()})
+    return json.dumps(
+        {
+            "format": "pmbrl-checkpoint",
+            "version": 1,
+            "generation": 1,
+            "bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+    )
 
 
 def _object_array_msgpack() -> bytes:
@@ -259,7 +272,8 @@ def _crafted_sweep_run(run: Path, marker: Path) -> None:
     (run / "config.json").write_bytes(_evil(marker))
     (run / "SWEEP_DONE").write_bytes(_evil(marker))
     (run / "metrics.jsonl").write_bytes(
-        _evil(marker) + b"\n[1, 2]\n\"x\"\n" + b'{"episode": 1, "env_steps": 10, "return": 7.0}\n')
+        _evil(marker) + b'\n[1, 2]\n"x"\n' + b'{"episode": 1, "env_steps": 10, "return": 7.0}\n'
+    )
 
 
 def test_sweep_reading_crafted_runs_executes_nothing(tmp_path, capsys):

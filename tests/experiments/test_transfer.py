@@ -272,6 +272,28 @@ def test_trained_suite_resumes_without_the_pets_run(pets_run, reused_run, tmp_pa
     assert calls == []
 
 
+@pytest.mark.slow
+def test_oracle_seeds_runs_the_oracle_with_seed_0_only(tiny_run, tmp_path, monkeypatch):
+    """--seeds 2 --oracle-seeds 1, the oracle alone: 3 conditions x 2 episodes of seed 0, the
+    very returns seed 0 of the full tiny suite got (same episodes, same planner keys)."""
+    calls = _counting(monkeypatch)
+    argv = [*TINY, "--models", "oracle", "--seeds", "2", "--oracle-seeds", "1"]
+    transfer.main([*argv, "--out", str(tmp_path / "run")])
+    assert len(calls) == 3 * 2
+    mine = {(r["condition"], r["episode"]): r["return"] for r in _metrics(tmp_path / "run")}
+    full = {
+        (r["condition"], r["episode"]): r["return"]
+        for r in _metrics(tiny_run)
+        if r["model"] == "oracle"
+    }
+    assert mine == full
+    with open(tmp_path / "run" / "per_seed.csv") as f:
+        assert {r["seed"] for r in csv.DictReader(f)} == {"0"}
+    with open(tmp_path / "run" / "summary.csv") as f:
+        assert {r["seeds"] for r in csv.DictReader(f)} == {"1"}
+    assert "mean over 2 seed(s) (1 for the oracle)" in (tmp_path / "run" / "table.md").read_text()
+
+
 def _pets_config(tmp_path, **changed):
     """A pets.py run directory holding only config.json (PETS_TINY's config, `changed` fields
     replaced): enough for every refusal that comes before reading a checkpoint."""
