@@ -188,10 +188,12 @@ def object_errors(
 
     Returns:
         one_step [N], one_contact [N] bool, k_step [M], k_contact [M] bool: every step and every
-        full k-step window of every episode.
+        full k-step window of every episode; k_episode [M], k_start [M]: each window's episode
+        index and first step (window m ends at episodes[k_episode[m]].next_obs[k_start[m] +
+        horizon - 1]).
     """
-    one, one_c, k_err, k_c = [], [], [], []
-    for ep in episodes:
+    one, one_c, k_err, k_c, k_ep, k_start = [], [], [], [], [], []
+    for e, ep in enumerate(episodes):
         obs, act, nxt = (np.asarray(x) for x in (ep.obs, ep.action, ep.next_obs))
         T = obs.shape[0]
         moved = np.linalg.norm(nxt[:, obj] - obs[:, obj], axis=-1) > threshold
@@ -208,11 +210,15 @@ def object_errors(
             np.linalg.norm(state[:, obj] - nxt[horizon - 1 : horizon - 1 + W, obj], axis=-1)
         )
         k_c.append(np.array([moved[s : s + horizon].any() for s in range(W)]))
+        k_ep.append(np.full(W, e))
+        k_start.append(np.arange(W))
     return {
         "one_step": np.concatenate(one),
         "one_contact": np.concatenate(one_c),
         "k_step": np.concatenate(k_err) if k_err else np.zeros(0),
         "k_contact": np.concatenate(k_c) if k_c else np.zeros(0, bool),
+        "k_episode": np.concatenate(k_ep) if k_ep else np.zeros(0, int),
+        "k_start": np.concatenate(k_start) if k_start else np.zeros(0, int),
     }
 
 

@@ -147,7 +147,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.cli import progress_bar, write_results_row
-from experiments.model_error import TEST_SEED_OFFSET, ModelErrorConfig, _mean_config, collect
+from experiments.model_error import (
+    TEST_SEED_OFFSET,
+    ModelErrorConfig,
+    _mean_config,
+    collect,
+    object_errors,
+)
 from prototypes.envs import get_spec, make
 from prototypes.envs.layout import EntityLayout
 from prototypes.models import structured as structured_mod
@@ -482,31 +488,19 @@ def build(variant: str, spec) -> tuple[WorldModel, int]:
 def window_errors(predict, episodes):
     """object_errors' one-step and k-step errors with per-window facts: (one [N], one_c [N]),
     and a dict of [M] arrays for the windows (error, contact, fell, rel_yaw_deg, turn_deg)."""
-    one, one_c, rows = [], [], []
-    for ep in episodes:
-        obs, act, nxt = (np.asarray(x) for x in (ep.obs, ep.action, ep.next_obs))
-        T = obs.shape[0]
-        moved = np.linalg.norm(nxt[:, OBJ] - obs[:, OBJ], axis=-1) > THRESHOLD
-        pred = np.asarray(predict(obs, act))
-        one.append(np.linalg.norm(pred[:, OBJ] - nxt[:, OBJ], axis=-1))
-        one_c.append(moved)
-        W = T - HORIZON + 1
-        state = obs[:W]
-        for j in range(HORIZON):
-            state = np.asarray(predict(state, act[j : j + W]))
-        real = nxt[HORIZON - 1 : HORIZON - 1 + W]
-        err = np.linalg.norm(state[:, OBJ] - real[:, OBJ], axis=-1)
-        contact = np.array([moved[s : s + HORIZON].any() for s in range(W)])
-        disp = real[:, 3:5] - obs[:W, 3:5]
-        heading = np.arctan2(disp[:, 1], disp[:, 0])
-        rel = np.mod(obs[:W, YAW] - heading, np.pi / 2)
-        rel = np.degrees(np.minimum(rel, np.pi / 2 - rel))  # 0: square on a face, 45: a corner
-        turn = np.degrees(np.abs((real[:, YAW] - obs[:W, YAW] + np.pi) % (2 * np.pi) - np.pi))
-        fell = real[:, 5] < FELL_Z
-        rows.append(np.stack([err, contact, fell, rel, turn], 1))
-    r = np.concatenate(rows)
-    w = dict(err=r[:, 0], contact=r[:, 1] > 0, fell=r[:, 2] > 0, rel=r[:, 3], turn=r[:, 4])
-    return np.concatenate(one), np.concatenate(one_c), w
+    e = object_errors(predict, episodes, OBJ, HORIZON, THRESHOLD)
+    ep, s = e["k_episode"], e["k_start"]
+    obs = np.stack([np.asarray(episodes[i].obs)[t] for i, t in zip(ep, s, strict=True)])
+    real = np.stack(
+        [np.asarray(episodes[i].next_obs)[t + HORIZON - 1] for i, t in zip(ep, s, strict=True)]
+    )
+    disp = real[:, 3:5] - obs[:, 3:5]
+    heading = np.arctan2(disp[:, 1], disp[:, 0])
+    rel = np.mod(obs[:, YAW] - heading, np.pi / 2)
+    rel = np.degrees(np.minimum(rel, np.pi / 2 - rel))  # 0: square on a face, 45: a corner
+    turn = np.degrees(np.abs((real[:, YAW] - obs[:, YAW] + np.pi) % (2 * np.pi) - np.pi))
+    w = dict(err=e["k_step"], contact=e["k_contact"], fell=real[:, 5] < FELL_Z, rel=rel, turn=turn)
+    return e["one_step"], e["one_contact"], w
 
 
 def run_variant(variant, spec, train, test, seed, tag):

@@ -41,6 +41,10 @@ def test_object_errors_of_a_model_that_predicts_no_motion(me):
     # two steps from s_t: |x_{t+2} - x_t| for t = 0..3: 5, 10, 5, 0 mm; windows 0-2 hold contact
     np.testing.assert_allclose(err["k_step"], [0.005, 0.010, 0.005, 0.0], atol=1e-7)
     assert err["k_contact"].tolist() == [True, True, True, False]
+    assert err["k_episode"].tolist() == [0, 0, 0, 0] and err["k_start"].tolist() == [0, 1, 2, 3]
+    two = me.object_errors(still, [_episode(x), _episode(x[:4])], slice(0, 1), 2, 1e-3)
+    assert two["k_episode"].tolist() == [0, 0, 0, 0, 1, 1]  # 3 steps: windows at 0 and 1
+    assert two["k_start"].tolist() == [0, 1, 2, 3, 0, 1]
     rows = me.summarise("still", err, 2)
     by = {(r["steps"], r["split"]): (round(r["mean_error_m"], 7), r["count"]) for r in rows}
     assert by == {
