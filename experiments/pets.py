@@ -40,8 +40,8 @@ from experiments.mpc_episodes import (
     uniform_act,
 )
 from prototypes.agents.mpc import MPCAgent, MPCState, make_mpc_agent
-from prototypes.config import arg, check
-from prototypes.data.runs import RunDir, read_metrics
+from prototypes.config import arg, check, declared_defaults, to_dict
+from prototypes.data.runs import RunDir, config_differences, read_metrics
 from prototypes.envs import ALL_TASKS, FETCH_TASKS, fetch, get_spec, make
 from prototypes.envs.costs import push_entities, push_reward
 from prototypes.envs.registry import EnvSpec
@@ -304,10 +304,13 @@ class LoadedRun:
 
 
 def run_config(path: Path) -> PETSConfig:
-    """The config of the pets.py run directory at `path`, parsed again from its command line.
+    """The config of the pets.py run directory at `path`, parsed again from its command line,
+    and checked against the config it saved (as `--resume` checks it: fields added since match
+    at their declared defaults).
 
     Raises:
-        ValueError: `path` holds no pets.py run (one line naming it).
+        ValueError: `path` holds no pets.py run, or this code's defaults make its command line
+            mean another config (one line naming the run and the first differing fields).
     """
     config_path = path / "config.json"
     if not config_path.is_file():
@@ -315,7 +318,15 @@ def run_config(path: Path) -> PETSConfig:
     meta = json.loads(config_path.read_text())
     if "argv" not in meta or "model_kind" not in meta.get("config", {}):
         raise ValueError(f"{path}: config.json is not a pets.py run's (no argv or model_kind)")
-    return parse_config(meta["argv"])[0]
+    cfg = parse_config(meta["argv"])[0]
+    diff, _ = config_differences(meta["config"], to_dict(cfg), declared_defaults(cfg))
+    if diff:
+        raise ValueError(
+            f"{path}: its command line gives another config with this code than the run saved "
+            f"(differs in: {', '.join(diff[:5])}{', ...' if len(diff) > 5 else ''}): the "
+            "defaults changed since it ran"
+        )
+    return cfg
 
 
 def load_run(path: Path | str) -> LoadedRun:

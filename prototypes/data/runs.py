@@ -711,6 +711,20 @@ def unlock_dir(path: Path | str) -> None:
         os.close(fd)  # closing the descriptor releases the flock
 
 
+def config_differences(
+    saved: Mapping[str, Any], config: Mapping[str, Any], added_defaults: Mapping[str, Any] | None
+) -> tuple[list[str], set[str]]:
+    """The keys in which flat config `config` differs from a run's `saved` one (sorted), and the
+    keys `saved` lacks that match as fields added later at their declared default
+    (`added_defaults`, see `open_run`)."""
+    current = _jsonable(dict(config))
+    declared = _jsonable(dict(added_defaults or {}))
+    new_keys = set(current) - set(saved)
+    added = {k for k in new_keys if k in declared and declared[k] == current[k]}
+    current = {k: v for k, v in current.items() if k not in added}
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)), added
+
+
 def open_run(
     out: Path | str,
     config: dict[str, Any],
@@ -743,13 +757,8 @@ def open_run(
             raise CheckpointError(f"no run to resume at {run.path} (config.json missing)")
         lock_dir(path, argv)
         saved = run.config()["config"]
-        current = _jsonable(config)
-        declared = _jsonable(dict(added_defaults or {}))
-        new_keys = set(current) - set(saved)
-        added = {k for k in new_keys if k in declared and declared[k] == current[k]}
-        current = {k: v for k, v in current.items() if k not in added}
-        if saved != current:
-            diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        diff, added = config_differences(saved, config, added_defaults)
+        if diff:
             shown = ", ".join(_printable(k, 60) for k in diff[:10])
             raise CheckpointError(
                 f"--resume with a different config than {run.config_path} "

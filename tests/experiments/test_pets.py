@@ -233,6 +233,15 @@ def test_load_run_reads_back_the_config_and_the_final_state(pets, reference_run)
     np.testing.assert_allclose(np.asarray(data.reward).reshape(3, 50).sum(1), returns, rtol=1e-5)
 
 
-def test_load_run_refuses_a_directory_without_a_run(pets, tmp_path):
+def test_load_run_refuses_a_directory_without_a_run_or_with_changed_defaults(pets, tmp_path):
     with pytest.raises(ValueError, match="no config.json here"):
         pets.load_run(tmp_path)
+    cfg, _ = pets.parse_config(TINY)
+    config = pets.to_dict(cfg)
+    meta = {"argv": TINY, "config": {**config, "planner.population": 17}}  # ran with another
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"differs in: planner\.population\): the defaults"):
+        pets.load_run(tmp_path)
+    del config["model.nll_beta"]  # a run from before the field existed: it ran the default
+    (tmp_path / "config.json").write_text(json.dumps({"argv": TINY, "config": config}))
+    assert pets.run_config(tmp_path) == cfg
