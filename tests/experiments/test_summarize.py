@@ -5,14 +5,15 @@ import json
 
 import pytest
 
-from experiments import summarize
+from experiments import pets, summarize
+from prototypes.config import to_dict
 
 
 def _fake_run(path, successes, random_episodes, episodes):
     """A pets.py-shaped FetchPush run directory with the given per-episode successes."""
     path.mkdir()
     argv = ["--env", "fetch_push", "--model", "structured", "--episodes", str(episodes)]
-    meta = {"argv": argv, "config": {"model_kind": "structured"}}
+    meta = {"argv": argv, "config": to_dict(pets.parse_config(argv)[0])}  # as pets.py saves it
     (path / "config.json").write_text(json.dumps(meta))
     with open(path / "metrics.jsonl", "w") as m, open(path / "perf.jsonl", "w") as p:
         for i, s in enumerate(successes):
