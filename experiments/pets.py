@@ -212,7 +212,8 @@ def results_row(cfg: PETSConfig, run: RunDir) -> dict:
     than 50 give a smaller denominator), `planned_solved` (successes over the planned, not
     random, episodes, e.g. "229/271") and `first_steps_at_target`: the env steps at which the
     rolling rate, over a full window of `SUCCESS_WINDOW` episodes, first reached the task's
-    target (`TARGETS`; empty if it never did)."""
+    target (`TARGETS`; empty if it never did), and `successes_per50`: the successes in each
+    block of 50 episodes, space-separated (the last block may be partial)."""
     records = run.metrics()
     # perf.jsonl is not truncated on resume: the last line of each episode counts
     perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
@@ -235,6 +236,10 @@ def results_row(cfg: PETSConfig, run: RunDir) -> dict:
         row[f"successes_last{LAST}"] = f"{int(sum(last))}/{len(last)}"
         planned = [r["success"] for r in records if not r["random"]]
         row["planned_solved"] = f"{int(sum(planned))}/{len(planned)}"
+        every = [r["success"] for r in records]
+        row[f"successes_per{LAST}"] = " ".join(
+            str(int(sum(every[i : i + LAST]))) for i in range(0, len(every), LAST)
+        )  # the learning curve in blocks, e.g. "36 43 43 44 39"; the last may be partial
         full = records[SUCCESS_WINDOW - 1 :]  # a rate over fewer episodes is not the target's
         hit = [r["env_steps"] for r in full if r[RATE] >= TARGETS[cfg.env]]
         row["first_steps_at_target"] = hit[0] if hit else ""  # the rolling rate's first >= target

@@ -37,11 +37,19 @@ def test_a_partial_run_gets_its_row_and_status(tmp_path, capsys):
     assert row["env_steps"] == 1200 and row["last10_return"] == pytest.approx(-1.0)
     assert row["planned_solved"] == "18/22" and row["successes_last50"] == "19/24"
     assert row["first_steps_at_target"] == 22 * 50
+    assert row["successes_per50"] == "19"  # one partial block of 24 episodes
     assert row["act_minutes"] == pytest.approx(24 * 6 / 60) and row["fit_minutes"] == 1.2
     with open(tmp_path / "out.csv", newline="") as f:
         (written,) = list(csv.DictReader(f))
     assert written["run"] == "fp_s0" and written["planned_solved"] == "18/22"
     assert "partial 24/30" in capsys.readouterr().out
+
+
+def test_successes_per_block_of_50(tmp_path):
+    run = tmp_path / "fp_s1"
+    _fake_run(run, [1] * 10 + [0] * 40 + [1] * 50 + [0] * 20, random_episodes=0, episodes=200)
+    (row,) = summarize.main([str(run)])
+    assert row["successes_per50"] == "10 50 0" and row["successes_last50"] == "30/50"
 
 
 def test_not_a_run_directory_is_one_clear_line(tmp_path, capsys):
