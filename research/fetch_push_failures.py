@@ -5,7 +5,7 @@
 Date 2026-12-03, status: diagnosis (issue 11: seed 0 dipped after episode 210).
 
 Reads a `pets.py --env fetch_push` run's replay buffer and its model from the newest checkpoint
-(read only; `model_error_planning_data.load_episodes`) and, for the planned episodes before and
+(read only; `experiments.pets.load_run`) and, for the planned episodes before and
 after `--split`, compares failures with successes:
 - the block's start distance from the goal, the step at which the block first moved, how close
   the block came to the goal, how many failures ended with the block off the table and how many
@@ -38,6 +38,16 @@ motion against 9.9 cm real (successes 4.2 / 4.5). With the final model they have
 (successes 4.1 / 4.6). Seed 1, model at episode 327: 7.0 / 11.1 before episode 210 and
 7.8 / 15.8 after. Under-predicted contact motion goes with failure while the episodes are
 recent, but this does not show that it causes them.
+
+The flat ensemble's run (`--run /work/runs/fp_ens_s0 --split 100`, 196 episodes, model fit at
+episode 195; 2026-12-04): 60 of 90 planned episodes 11-100 and 81 of 96 of 101-196 failed. Its
+model predicts almost no block motion under the real actions, in-sample: 0.39 cm of 10-step
+motion against 3.11 cm real on the failures that moved the block (episodes 11-100) and 0.41 /
+3.24 after, successes 0.45 / 3.86 and 0.20 / 1.54. Its successes are the blocks that start near
+the goal (0.116 and 0.065 m against 0.219 and 0.208 m for failures). The structured model's
+predicted motion on the same kind of windows is close to the real one (10.9 / 10.3 cm above), so
+the flat ensemble fails because it has not learned that a push moves the block, not because the
+planner or the cost differ (both runs use the same ones).
 """
 
 from __future__ import annotations
