@@ -45,9 +45,10 @@ model predicts almost no block motion under the real actions, in-sample: 0.39 cm
 motion against 3.11 cm real on the failures that moved the block (episodes 11-100) and 0.41 /
 3.24 after, successes 0.45 / 3.86 and 0.20 / 1.54. Its successes are the blocks that start near
 the goal (0.116 and 0.065 m against 0.219 and 0.208 m for failures). The structured model's
-predicted motion on the same kind of windows is close to the real one (10.9 / 10.3 cm above), so
-the flat ensemble fails because it has not learned that a push moves the block, not because the
-planner or the cost differ (both runs use the same ones).
+predicted motion on the same kind of windows is close to the real one (10.9 / 10.3 cm above).
+The planner and the cost are the same in both runs, so the likeliest reason the flat ensemble
+fails is that its model has not learned how far a push moves the block (not tested by
+intervention here).
 """
 
 from __future__ import annotations
