@@ -94,6 +94,22 @@ applies no other factor (fetch_push2 has none): it is fetch_push2's own reset di
 the nominal physics, whatever the other factors' Atrain is; with `--factors blocks` alone, train
 is plain fetch_push, so the two conditions differ by block 2 only. Its ratio is blocks:test / train.
 
+A suite in parts (when the whole does not fit in one sitting): `--first-seed S --seeds N` runs
+seeds S .. S+N-1 (the oracle's: S .. S+M-1 with `--oracle-seeds M`), `--only-conditions
+train,goal:test` only those conditions; each part is its own run directory. With `--results` each
+part adds its rows to experiments/results/transfer_<env>_<context>.csv (a row of the same model,
+seed and condition is replaced), whose sidecar .json holds the flags all parts share (everything
+but --models, the seeds, --only-conditions and --trained): a part whose shared flags differ is
+refused before it runs. Each part prints the table of every part so far (and draws it in
+plots/transfer_results.png); `--results-table` with the suite's flags prints it and runs nothing:
+
+    python experiments/transfer.py --env fetch_push --models structured --factors goal,start \
+        --first-seed 1 --seeds 1 --train-episodes 100 --results
+    python experiments/transfer.py --env fetch_push --models oracle --factors goal,start \
+        --only-conditions goal:test --seeds 1 --train-episodes 100 --results
+    python experiments/transfer.py --env fetch_push --factors goal,start --train-episodes 100 \
+        --results-table
+
 `--resume` recomputes nothing that finished: finished trainings are loaded from their
 checkpoints (an interrupted one continues from its last episode), and finished evaluation
 episodes are read from metrics.jsonl.
@@ -126,6 +142,7 @@ from prototypes.data.runs import (
     CheckpointError,
     RunDir,
     RunWarning,
+    config_differences,
     episode_seed,
     has_checkpoint,
     open_run,
@@ -195,12 +212,24 @@ class TransferConfig:
         "hidden: the model never sees the factors' values (zero-shot); given: they are appended "
         "to its observation (CARL)",
     )
-    seeds: int = arg(3, "training seeds 0 .. seeds-1 (intervals are over seeds)")
+    seeds: int = arg(
+        3, "training seeds first_seed .. first_seed+seeds-1 (intervals are over seeds)"
+    )
     oracle_seeds: int = arg(
         0,
-        "seeds 0 .. oracle_seeds-1 of the oracle (0: all --seeds). It trains nothing, so its "
-        "seeds differ in planner noise only; 1 divides its cost (about a minute per FetchPush "
-        "episode) by --seeds, and its interval is then a single value",
+        "seeds first_seed .. first_seed+oracle_seeds-1 of the oracle (0: all --seeds). It trains "
+        "nothing, so its seeds differ in planner noise only; 1 divides its cost (about a minute "
+        "per FetchPush episode) by --seeds, and its interval is then a single value",
+    )
+    first_seed: int = arg(
+        0,
+        "the first seed (a suite in parts: --first-seed 2 --seeds 1 is seed 2 alone; with "
+        "--results the parts' rows add up)",
+    )
+    only_conditions: str = arg(
+        "",
+        "evaluate only these conditions, comma-separated, named as the table's columns "
+        "(e.g. train,goal:test); empty: all. With --results the parts' rows add up",
     )
     train_episodes: int = arg(100, "training episodes per learned model and seed, random included")
     random_episodes: int = arg(1, "random-action episodes before planning starts in training")
@@ -249,6 +278,13 @@ class TransferConfig:
             "the model (the second block is one more entity); use --context hidden",
         )
         check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        check(self.first_seed >= 0, f"first_seed must be >= 0, got {self.first_seed}")
+        names = list(conditions(self))
+        for c in self.only_list:
+            check(
+                c in names,
+                f"only_conditions names {c!r}: this suite's conditions are {', '.join(names)}",
+            )
         check(
             0 <= self.oracle_seeds <= self.seeds,
             f"oracle_seeds must be in [0, seeds={self.seeds}] (0: all), got {self.oracle_seeds}",
@@ -312,6 +348,10 @@ class TransferConfig:
     @property
     def model_list(self) -> list[str]:
         return [k.strip() for k in self.models.split(",") if k.strip()]
+
+    @property
+    def only_list(self) -> list[str]:
+        return [c.strip() for c in self.only_conditions.split(",") if c.strip()]
 
     @property
     def trained_runs(self) -> dict[str, str]:
@@ -649,7 +689,7 @@ def copy_reused(cfg: TransferConfig, run: RunDir) -> None:
     the suite's start (so the checkpoints used are the newest when the suite was launched). A
     resumed suite whose copies are complete never reads the pets runs again."""
     for kind in cfg.trained_runs:
-        for seed in range(cfg.seeds):
+        for seed in suite_seeds(cfg):
             path = run.path / REUSED / f"{kind}_seed{seed}"
             if not ((path / ORIGIN).is_file() and has_checkpoint(path, complete=True)):
                 copy_pets_model(cfg, kind, seed, path)
@@ -671,7 +711,7 @@ def origins(cfg: TransferConfig, run: RunDir | None) -> dict[tuple[str, int], st
     if run is None:
         return out
     for kind in cfg.trained_runs:
-        for seed in range(cfg.seeds):
+        for seed in suite_seeds(cfg):
             path = run.path / REUSED / f"{kind}_seed{seed}" / ORIGIN
             if path.is_file():
                 out[(kind, seed)] = json.loads(path.read_text())["trained_on"]
@@ -689,22 +729,30 @@ def trained_on(cfg: TransferConfig, kind: str, seed: int, known: dict) -> str:
     return f"this suite, {cfg.train_episodes} episodes, Atrain"
 
 
+def suite_seeds(cfg: TransferConfig) -> range:
+    """The learned models' seeds: --first-seed .. --first-seed + --seeds - 1."""
+    return range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+
+
 def model_seeds(cfg: TransferConfig, kind: str) -> range:
-    """The seeds model `kind` is evaluated with: 0 .. --seeds - 1, or for the true simulator
-    0 .. --oracle-seeds - 1 when that is set."""
+    """The seeds model `kind` is evaluated with: `suite_seeds`, or for the true simulator the
+    first --oracle-seeds of them when that is set."""
     if get_model_kind(kind).needs_env and cfg.oracle_seeds:
-        return range(cfg.oracle_seeds)
-    return range(cfg.seeds)
+        return range(cfg.first_seed, cfg.first_seed + cfg.oracle_seeds)
+    return suite_seeds(cfg)
 
 
 def model_conditions(cfg: TransferConfig, kind: str) -> list[str]:
     """The conditions model `kind` is evaluated on: all of them, except that a reused pets.py
     model (--trained) skips the `:held` ones (it trained on the whole of A: nothing is held
-    out), and a model that cannot take more objects (`cannot_take_blocks`) skips blocks:test."""
+    out), a model that cannot take more objects (`cannot_take_blocks`) skips blocks:test, and
+    --only-conditions keeps only those named."""
+    only = set(cfg.only_list)
     return [
         c
         for c in conditions(cfg)
-        if not (kind in cfg.trained_runs and c.endswith(":held"))
+        if (not only or c in only)
+        and not (kind in cfg.trained_runs and c.endswith(":held"))
         and not (c == f"{BLOCKS}:test" and cannot_take_blocks(cfg, kind))
     ]
 
@@ -876,6 +924,8 @@ def per_seed_rows(
     for kind in cfg.model_list:
         for seed in model_seeds(cfg, kind):
             for condition in conds:
+                if cfg.only_list and condition not in cfg.only_list:
+                    continue
                 values = groups.get((kind, seed, condition))
                 note = cannot_take_blocks(cfg, kind) if condition == f"{BLOCKS}:test" else ""
                 if values or note:
@@ -1015,8 +1065,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def plot(cfg: TransferConfig, run: RunDir, summary: list[dict]) -> Path:
-    """plots/transfer.png: grouped bars (condition x model) with the seeds' intervals."""
+def plot(cfg: TransferConfig, run: RunDir, summary: list[dict], name: str = "transfer.png") -> Path:
+    """plots/<name>: grouped bars (condition x model) with the seeds' intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1052,7 +1102,7 @@ def plot(cfg: TransferConfig, run: RunDir, summary: list[dict]) -> Path:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = run.plots_dir / "transfer.png"
+    out = run.plots_dir / name
     run.plots_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
@@ -1068,11 +1118,131 @@ def report(cfg: TransferConfig, run: RunDir) -> str:
     (run.path / "table.md").write_text(table + "\n")
     _write_csv(run.path / "per_seed.csv", rows)
     _write_csv(run.path / "summary.csv", summary)
-    if cfg.results:
-        _write_csv(RESULTS / f"transfer_{cfg.env}_{cfg.context}.csv", rows)
     plot(cfg, run, summary)
     print(table)
+    if cfg.results:
+        merged = merge_results(cfg, rows)
+        every, every_cfg = results_table(cfg, merged)
+        plot(every_cfg, run, summarize(every_cfg, merged), name="transfer_results.png")
+        print(f"\n{results_path(cfg)}, every part so far (plots/transfer_results.png):\n{every}")
     return table
+
+
+# --- a suite in parts: the results CSV ----------------------------------------------------------
+
+# The fields in which the parts of one suite may differ: which models, seeds and conditions a part
+# runs, and where a reused model comes from. Rows of parts that agree on every other field
+# (`suite_config`) add up in experiments/results/transfer_<env>_<context>.csv, whose sidecar
+# .json holds that shared config.
+PART_FIELDS = frozenset(
+    {"models", "seeds", "oracle_seeds", "first_seed", "only_conditions", "results", "trained"}
+)
+
+
+def results_path(cfg: TransferConfig) -> Path:
+    return RESULTS / f"transfer_{cfg.env}_{cfg.context}.csv"
+
+
+def suite_config(cfg: TransferConfig) -> dict[str, Any]:
+    """The flat config every part of a suite shares (all but `PART_FIELDS`)."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in PART_FIELDS}
+
+
+def check_results(cfg: TransferConfig, path: Path | None = None) -> None:
+    """ConfigError (one line) when the results CSV at `path` holds another suite's rows: its
+    sidecar config differs from this one's `suite_config` (a field added since, at its declared
+    default, matches), or it has no sidecar."""
+    path = path or results_path(cfg)
+    if not path.is_file():
+        return
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        raise ConfigError(
+            f"{path} has no {side.name} saying which suite its rows are from: move it aside or "
+            "run without --results"
+        )
+    saved = json.loads(side.read_text())
+    current = suite_config(cfg)
+    declared = {k: v for k, v in declared_defaults(cfg).items() if k not in PART_FIELDS}
+    diff, _ = config_differences(saved, current, declared)
+    if diff:
+        shown = ", ".join(f"{k} {saved.get(k)!r} there, {current.get(k)!r} here" for k in diff[:3])
+        more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+        raise ConfigError(
+            f"{path} holds the rows of another suite ({shown}{more}): use its flags, move it "
+            "aside, or run without --results"
+        )
+
+
+def read_results(cfg: TransferConfig, path: Path | None = None) -> list[dict]:
+    """The rows of the results CSV, typed as `per_seed_rows` makes them."""
+    key = metric_name(cfg.env)
+    with open(path or results_path(cfg), newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["seed"], r["episodes"] = int(r["seed"]), int(r["episodes"])
+        r[key] = float(r[key]) if r[key] != "" else ""
+    return rows
+
+
+def _row_order(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
+    """Rows in one order whichever part wrote last: learned models by name, then the true
+    simulator; seeds ascending; conditions in the table's order."""
+    conds = list(conditions(cfg))
+
+    def key(r: dict) -> tuple:
+        oracle = get_model_kind(r["model"]).needs_env
+        return (oracle, r["model"], r["seed"], conds.index(r["condition"]))
+
+    return sorted(rows, key=key)
+
+
+def merge_results(cfg: TransferConfig, rows: list[dict], path: Path | None = None) -> list[dict]:
+    """Add this part's per-seed rows to the results CSV (a row of the same model, seed and
+    condition is replaced, every other kept), write its sidecar config, return all rows."""
+    path = path or results_path(cfg)
+    check_results(cfg, path)
+    old = read_results(cfg, path) if path.is_file() else []
+    mine = {(r["model"], r["seed"], r["condition"]) for r in rows}
+    merged = _row_order(
+        cfg, [r for r in old if (r["model"], r["seed"], r["condition"]) not in mine] + rows
+    )
+    _write_csv(path, merged)
+    side = path.with_suffix(".json")
+    tmp = side.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(suite_config(cfg), indent=1, sort_keys=True) + "\n")
+    tmp.replace(side)
+    return merged
+
+
+def results_table(cfg: TransferConfig, rows: list[dict]) -> tuple[str, TransferConfig]:
+    """The table of every part's rows (`format_table` with the models and seed counts the rows
+    hold), a line naming each cell with fewer seeds than the rest, and the config it was made
+    with."""
+    kinds = list(dict.fromkeys(r["model"] for r in _row_order(cfg, rows)))
+    oracle = {r["seed"] for r in rows if get_model_kind(r["model"]).needs_env}
+    learned = {r["seed"] for r in rows if not get_model_kind(r["model"]).needs_env}
+    n = max(len(learned), len(oracle), 1)
+    trained = ",".join(f"{k}={v}" for k, v in cfg.trained_runs.items() if k in kinds)
+    table_cfg = dataclasses.replace(
+        cfg,
+        models=",".join(kinds) or cfg.models,
+        seeds=n,
+        first_seed=0,
+        oracle_seeds=len(oracle) if 0 < len(oracle) < n else 0,
+        only_conditions="",
+        trained=trained,
+    )
+    summary = summarize(table_cfg, rows)
+    table = format_table(table_cfg, summary)
+    short = [
+        f"{s['model']} {s['condition']} ({s['seeds']})"
+        for s in summary
+        if not s.get("note") and s["seeds"] < len(model_seeds(table_cfg, s["model"]))
+    ]
+    if short:
+        table += "\nfewer seeds so far (seeds): " + ", ".join(short)
+    return table, table_cfg
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -1125,9 +1295,44 @@ def main(argv: list[str] | None = None) -> RunDir:
             argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
         sys.exit(0)
     argv = join_repeated(argv, "--trained")
+    if "--results-table" in argv:
+        print_results_table([a for a in argv if a != "--results-table"])
+        sys.exit(0)
     if "--trained" in argv or any(a.startswith("--trained=") for a in argv):
         check_trained_runs(argv)
+    check_results_before_run(argv)
     return COMMAND.run(argv, run_suite, fatal=(TrainingDivergedError,))
+
+
+def print_results_table(argv: list[str]) -> None:
+    """--results-table: the table of every part in the suite's results CSV, nothing run; one line
+    and exit status 2 if there is none or it holds another suite."""
+    import argparse
+
+    cfg, _ = COMMAND.parse(argv)
+    path = results_path(cfg)
+    parser = argparse.ArgumentParser(prog=COMMAND.prog)
+    if not path.is_file():
+        parser.error(f"no results of this suite yet: {path} does not exist (run with --results)")
+    try:
+        check_results(cfg)
+    except ConfigError as e:
+        parser.error(str(e))
+    print(results_table(cfg, read_results(cfg))[0])
+
+
+def check_results_before_run(argv: list[str]) -> None:
+    """With --results, before anything runs: the results CSV holds no other suite's rows (else
+    one line and exit status 2, not at the end of hours of work)."""
+    import argparse
+
+    cfg, _ = COMMAND.parse(argv)
+    if not cfg.results:
+        return
+    try:
+        check_results(cfg)
+    except ConfigError as e:
+        argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
 
 
 def join_repeated(argv: list[str], flag: str) -> list[str]:
@@ -1160,7 +1365,7 @@ def check_trained_runs(argv: list[str]) -> None:
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     out = Path(ns.out or COMMAND.out.format(**fields))
     for kind in cfg.trained_runs:
-        for seed in range(cfg.seeds):
+        for seed in suite_seeds(cfg):
             copy = out / REUSED / f"{kind}_seed{seed}"
             if ns.resume and (copy / ORIGIN).is_file() and has_checkpoint(copy, complete=True):
                 continue

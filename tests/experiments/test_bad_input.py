@@ -124,6 +124,12 @@ CASES = {
         (("--factors", "mass=2~1"), "variant mass=2.0~1.0 is an inverted range"),
         (("--factors", "mass=-1~2"), "variant mass=-1.0 is outside its physical range"),
         (("--factors", "size=-0.5~1"), "variant size=-0.5 is outside its physical range"),
+        (("--first-seed", "-1"), "first_seed must be >= 0, got -1"),
+        (
+            ("--only-conditions", "train,mass:tset"),
+            "only_conditions names 'mass:tset': this suite's conditions are train, mass:held, "
+            "mass:test",
+        ),
     ],
     "summarize": [
         (("{tmp}/no_run",), "{tmp}/no_run: no config.json here (not a run directory)"),

@@ -4,11 +4,10 @@ episodes, and an interrupted suite resumes without recomputing anything that fin
 with the same table as an uninterrupted run of the same seed (so the same seed gives the same
 table). --trained, on a tiny 2-episode pets.py run on Pusher: no training runs, the evaluated
 model is the pets checkpoint's to the bit, the rows say where it was trained, a resumed suite
-needs no pets run and recomputes nothing; each refusal is one line, exit status 2. Two blocks
-(blocks:test, FetchPush -> fetch_push2): a condition only when asked; the ensemble's 'cannot' row
-and the ratio by hand; the oracle of two blocks against the env while block 2 is pushed; on a tiny
-suite the structured and oracle rows face the same episode and a resumed suite recomputes
-nothing."""
+needs no pets run and recomputes nothing; each refusal is one line, exit status 2. A suite in
+parts (--first-seed, --only-conditions, --results): the seeds and conditions by hand, the results
+CSV merged by hand and refused for another suite, and the tiny suite's parts add up to its whole,
+to the last digit. Two blocks: tests/experiments/test_transfer_blocks.py."""
 
 import csv
 import json
@@ -400,159 +399,109 @@ def test_own_is_a_matches_the_variants():
         assert transfer.OWN_IS_A.get(env, set()) == own, env
 
 
-# --- blocks: more objects than trained on (fetch_push -> fetch_push2) --------------------------
-
-BLOCKS_TINY = [
-    "--env", "fetch_push", "--models", "ensemble,structured,oracle", "--factors", "blocks",
-    "--seeds", "1", "--train-episodes", "1", "--random-episodes", "1", "--eval-episodes", "1",
-    "--population", "8", "--planner.elites", "2", "--horizon", "2", "--iterations", "1",
-    "--particles", "2", "--ensemble.members", "2", "--ensemble.hidden-size", "8",
-    "--ensemble.max-epochs", "1", "--structured.members", "2", "--structured.hidden-size", "8",
-    "--structured.hidden-layers", "1", "--structured.max-epochs", "1", "--oracle.threads", "1",
-    "--no-progress",
-]  # fmt: skip
-# drive_episode calls, in order: ensemble training (1), ensemble train (2), structured training
-# (3), structured train (4) and blocks:test (5), oracle train (6) and blocks:test (7); the
-# ensemble has no blocks:test episode (it cannot take a second block)
-BLOCKS_EPISODES = 7
+# --- a suite in parts: --first-seed, --only-conditions and the results CSV -----------------------
 
 
-def _fp(*argv):
-    return transfer.COMMAND.parse(["--env", "fetch_push", *argv])[0]
-
-
-def test_blocks_is_a_condition_only_when_asked():
-    assert "blocks:test" not in transfer.conditions(_fp("--factors", "goal"))
-    cfg = _fp("--models", "ensemble,structured,oracle", "--factors", "goal,blocks")
-    conds = transfer.conditions(cfg)
-    assert list(conds) == ["train", "goal:held", "goal:test", "blocks:test"]
-    assert str(conds["train"]) == "goal=Atrain"  # blocks adds no setting to the others
-    assert (conds["blocks:test"].task, str(conds["blocks:test"])) == ("fetch_push2", "none")
-    assert transfer.model_conditions(cfg, "ensemble") == ["train", "goal:held", "goal:test"]
-    for kind in ("structured", "oracle"):
-        assert transfer.model_conditions(cfg, kind)[-1] == "blocks:test"
-    # --factors blocks alone: train is plain fetch_push, blocks:test plain fetch_push2
-    alone = transfer.conditions(_fp("--factors", "blocks"))
-    assert {k: (v.task, str(v)) for k, v in alone.items()} == {
-        "train": ("fetch_push", "none"),
-        "blocks:test": ("fetch_push2", "none"),
-    }
-    # a pets.py run trained on one block: that is range A of blocks, so --trained allows it
-    trained = _fp("--models", "structured", "--factors", "goal,blocks",
-                  "--trained", "structured=/r/s{seed}")  # fmt: skip
-    assert transfer.model_conditions(trained, "structured") == ["train", "goal:test", "blocks:test"]
-
-
-def test_blocks_rows_table_and_ratio_by_hand():
-    cfg = _fp("--models", "ensemble,structured", "--factors", "blocks", "--seeds", "2")
+def test_parts_seeds_and_conditions_by_hand():
+    only = ("--only-conditions", "train,mass:test")
+    cfg = _cfg("--models", "ensemble,oracle", "--factors", "mass", "--first-seed", "2",
+               "--seeds", "2", "--oracle-seeds", "1", *only)  # fmt: skip
+    assert list(transfer.suite_seeds(cfg)) == [2, 3]
+    assert list(transfer.model_seeds(cfg, "ensemble")) == [2, 3]
+    assert list(transfer.model_seeds(cfg, "oracle")) == [2]
+    assert transfer.model_conditions(cfg, "ensemble") == ["train", "mass:test"]
+    assert list(transfer.conditions(cfg)) == ["train", "mass:held", "mass:test"]  # the table's
     records = [
-        {"model": m, "seed": s, "condition": c, "success": v}
-        for m, s, c, v in [
-            ("ensemble", 0, "train", 0.5), ("ensemble", 1, "train", 0.5),
-            ("structured", 0, "train", 1.0), ("structured", 1, "train", 0.6),  # mean 0.8
-            ("structured", 0, "blocks:test", 0.6), ("structured", 1, "blocks:test", 0.6),
-        ]
-    ]  # fmt: skip
-    rows = transfer.per_seed_rows(cfg, records)
-    cannot = [r for r in rows if r["note"]]
-    assert [(r["model"], r["seed"], r["condition"]) for r in cannot] == [
-        ("ensemble", 0, "blocks:test"),
-        ("ensemble", 1, "blocks:test"),
+        {"model": "ensemble", "seed": s, "condition": c, "return": -1.0}
+        for s in (2, 3)
+        for c in ("train", "mass:test")
     ]
-    assert all(r["note"] == "cannot: fixed observation size" for r in cannot)
-    assert all((r["success"], r["episodes"]) == ("", 0) for r in cannot)  # no number
-    assert {r["variant"] for r in rows if r["condition"] == "blocks:test"} == {"fetch_push2: none"}
-    summary = {(s["model"], s["condition"]): s for s in transfer.summarize(cfg, rows)}
-    assert summary[("ensemble", "blocks:test")]["note"] == "cannot: fixed observation size"
-    assert summary[("ensemble", "blocks:test")]["success"] == ""
-    assert summary[("structured", "blocks:test")]["ratio"] == pytest.approx(0.75)  # 0.6 / 0.8
-    table = transfer.format_table(cfg, list(summary.values()))
-    assert "| ensemble | 0.50 [0.50, 0.50] | cannot: fixed observation size |" in table
-    assert "| structured | 0.80 [0.60, 1.00] | 0.60 [0.60, 0.60] (0.75) |" in table
-    # one record per seed and condition; the ensemble's 0 episodes on blocks:test do not count
-    assert table.splitlines()[0].endswith("; 1 evaluation episodes each")
+    rows = transfer.per_seed_rows(cfg, records)
+    assert [(r["seed"], r["condition"]) for r in rows] == [
+        (2, "train"), (2, "mass:test"), (3, "train"), (3, "mass:test"),
+    ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "argv, fragment",
-    [
-        (["--env", "pusher", "--factors", "mass,blocks"],
-         "factor 'blocks' (more objects than trained on) exists for fetch_push only, not pusher"),
-        (["--env", "fetch_push", "--factors", "blocks", "--context", "given"],
-         "factor 'blocks' with --context given"),
-        (["--env", "fetch_push", "--factors", "blocks=3"], "blocks takes no value"),
-        (["--env", "fetch_push", "--factors", "blocks,blocks"], "factor 'blocks' is given twice"),
-    ],
-)  # fmt: skip
-def test_blocks_refusals_are_one_line(argv, fragment, tmp_path, capsys):
-    out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
-        transfer.main([*argv, "--seeds", "1", "--no-progress", "--out", str(out)])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("transfer.py: error: ") and "Traceback" not in "\n".join(err)
-    assert fragment in err[-1], err[-1]
-    assert not out.exists()
+def _part_rows(model, seed, values):
+    return [
+        {"env": "pusher", "context": "hidden", "model": model, "seed": seed, "condition": c,
+         "variant": "", "return": v, "episodes": 2, "trained_on": "", "note": ""}
+        for c, v in values.items()
+    ]  # fmt: skip
 
 
-def test_blocks_oracle_predicts_the_two_block_env():
-    """The oracle of blocks:test, stepped from the env's own states while the gripper pushes
-    block 2, predicts fetch_push's view of fetch_push2's next observation and the planning
-    reward of fetch_push2 (block 1's) to float32 precision: it simulates both blocks."""
-    from prototypes.envs import make
-    from prototypes.models.registry import OracleConfig, make_model
-
-    cfg = _fp("--models", "oracle", "--factors", "blocks")
-    env = make("fetch_push2")
-    spec = transfer.planning_spec(cfg, 0)
-    model = transfer.oracle_view(
-        make_model("oracle", OracleConfig(threads=1), spec, env), "fetch_push2"
+def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
+    path = tmp_path / "transfer_pusher_hidden.csv"
+    part = ("--models", "ensemble", "--factors", "mass", "--seeds", "1")
+    cfg0 = _cfg(*part)
+    transfer.merge_results(cfg0, _part_rows("ensemble", 0, {"train": -40.0, "mass:test": -80.0}),
+                           path)  # fmt: skip
+    cfg1 = _cfg(*part, "--first-seed", "1")  # another seed: a part of the same suite
+    merged = transfer.merge_results(
+        cfg1, _part_rows("ensemble", 1, {"train": -60.0, "mass:test": -70.0}), path
     )
-    reward2 = jax.jit(transfer.blocks_spec(cfg).reward_fn)
-    predict = jax.jit(model.predict)
-    cols = list(range(25)) + [40, 41, 42]  # fetch_push's flat obs inside fetch_push2's
-    obs, _ = env.reset(seed=4)
-    start = obs[25:28].copy()
-    for t in range(16):  # at block 2 (down to its height first), as tests/envs/test_fetch_push2.py
-        target = obs[25:28] if t >= 4 else np.r_[obs[25:27], obs[2]]
-        action = np.r_[np.clip((target - obs[0:3]) / 0.05, -1, 1), 0.0].astype(np.float32)
-        root = jax.tree.map(lambda x: x[None], model.encode((), obs))
-        step = predict((), jax.random.key(0), root, action[None])
-        nxt, *_ = env.step(action)
-        np.testing.assert_allclose(np.asarray(step.obs.obs[0]), nxt[cols], atol=2e-5, rtol=0)
-        want = reward2(obs.astype(np.float32), action, nxt.astype(np.float32))
-        np.testing.assert_allclose(float(step.reward[0]), float(want), atol=1e-5)
-        obs = nxt
-    assert np.linalg.norm(obs[25:27] - start[:2]) > 0.01  # block 2 was pushed (> 1 cm)
+    assert [(r["seed"], r["condition"], r["return"]) for r in merged] == [
+        (0, "train", -40.0), (0, "mass:test", -80.0), (1, "train", -60.0), (1, "mass:test", -70.0),
+    ]  # fmt: skip
+    # seed 1's mass:test again: replaced, not added; the oracle's part adds its rows
+    transfer.merge_results(cfg1, _part_rows("ensemble", 1, {"mass:test": -120.0}), path)
+    oracle = _cfg("--models", "oracle", "--factors", "mass", "--seeds", "1")
+    merged = transfer.merge_results(oracle, _part_rows("oracle", 0, {"train": -30.0}), path)
+    assert len(merged) == 5 and merged[-1]["model"] == "oracle"
+    assert transfer.read_results(cfg0, path) == merged
+    table, table_cfg = transfer.results_table(cfg0, merged)
+    assert (table_cfg.model_list, table_cfg.seeds, table_cfg.oracle_seeds) == (
+        ["ensemble", "oracle"], 2, 1,
+    )  # fmt: skip
+    # ensemble train: mean of -40 and -60; mass:test: mean of -80 and -120 = -100, ratio 50/100
+    assert "| ensemble | -50.0 [-60.0, -40.0] | - | -100.0 [-120.0, -80.0] (0.50) |" in table
+    assert "| oracle (true sim) | -30.0 [-30.0, -30.0] | - | - |" in table
+    assert "mean over 2 seed(s) (1 for the oracle)" in table
+    # another suite (other evaluation episodes): refused, naming the field; nothing written
+    before = path.read_text()
+    other = _cfg(*part, "--eval-episodes", "10")
+    with pytest.raises(transfer.ConfigError, match="eval_episodes 50 there, 10 here"):
+        transfer.merge_results(other, _part_rows("ensemble", 2, {"train": -1.0}), path)
+    assert path.read_text() == before
+    path.with_suffix(".json").unlink()  # rows whose suite nobody can tell: refused too
+    with pytest.raises(transfer.ConfigError, match="has no transfer_pusher_hidden.json"):
+        transfer.check_results(cfg0, path)
+
+
+def test_results_table_names_cells_with_fewer_seeds():
+    cfg = _cfg("--models", "ensemble", "--factors", "mass", "--seeds", "1")
+    rows = [*_part_rows("ensemble", 0, {"train": -40.0, "mass:test": -80.0}),
+            *_part_rows("ensemble", 1, {"train": -60.0})]  # fmt: skip
+    table, _ = transfer.results_table(cfg, rows)
+    assert table.splitlines()[-1] == "fewer seeds so far (seeds): ensemble mass:test (1)"
 
 
 @pytest.mark.slow
-def test_blocks_suite_same_episodes_cannot_row_and_resume(tmp_path, monkeypatch):
-    """A tiny blocks suite, interrupted in structured's blocks:test episode and resumed: the
-    structured and oracle rows of blocks:test face the same episode (reset seed and block 2's
-    start), the ensemble's row says it cannot, and nothing finished is recomputed."""
-    out = tmp_path / "run"
-    _counting(monkeypatch, stop_at=5)
-    with pytest.raises(KeyboardInterrupt):
-        transfer.main([*BLOCKS_TINY, "--out", str(out)])
+def test_parts_add_up_to_the_whole_suite(tiny_run, tmp_path, monkeypatch):
+    """The tiny suite in two parts (train; then mass:held and mass:test), each in its own run
+    directory, with --results: the results CSV holds the whole suite's per-seed rows and its
+    table is the whole suite's, to the last digit; `--results-table` prints it, running nothing."""
+    monkeypatch.setattr(transfer, "RESULTS", tmp_path / "results")
+    for i, only in enumerate(["train", "mass:held,mass:test"]):
+        transfer.main(
+            [*TINY, "--only-conditions", only, "--results", "--out", str(tmp_path / f"p{i}")]
+        )
+    csv_path = tmp_path / "results" / "transfer_reacher_hidden.csv"
+    assert csv_path.read_text() == (tiny_run / "per_seed.csv").read_text()
+    cfg = transfer.COMMAND.parse([*TINY, "--results"])[0]
+    table, _ = transfer.results_table(cfg, transfer.read_results(cfg))
+    assert table + "\n" == (tiny_run / "table.md").read_text()
     calls = _counting(monkeypatch)
-    transfer.main([*BLOCKS_TINY, "--out", str(out), "--resume"])
-    assert len(calls) == BLOCKS_EPISODES - 4  # episodes 1-4 had finished
-    records = {(r["model"], r["condition"]): r for r in _metrics(out)}
-    assert sorted(records) == [
-        ("ensemble", "train"), ("oracle", "blocks:test"), ("oracle", "train"),
-        ("structured", "blocks:test"), ("structured", "train"),
-    ]  # fmt: skip
-    assert len({r["reset_seed"] for r in records.values()}) == 1  # episode 0 of every condition
-    two = [records[(m, "blocks:test")]["variant"] for m in ("structured", "oracle")]
-    assert two[0] == two[1] and two[0]["blocks"] == 2 and len(two[0]["block2_start"]) == 3
-    with open(out / "per_seed.csv") as f:
-        rows = {(r["model"], r["condition"]): r for r in csv.DictReader(f)}
-    assert rows[("ensemble", "blocks:test")]["note"] == "cannot: fixed observation size"
-    assert rows[("ensemble", "blocks:test")]["success"] == ""
-    assert rows[("structured", "blocks:test")]["success"] in ("0.0", "1.0")
-    assert "| ensemble | " in (out / "table.md").read_text()
-    assert "cannot: fixed observation size" in (out / "table.md").read_text()
-    calls.clear()
-    transfer.main([*BLOCKS_TINY, "--out", str(out), "--resume"])  # all finished: nothing runs
-    assert calls == []
+    with pytest.raises(SystemExit) as exc:
+        transfer.main([*TINY, "--results-table"])
+    assert exc.value.code == 0 and calls == []
+
+
+def test_results_table_without_results_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(transfer, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        transfer.main(["--env", "pusher", "--factors", "goal", "--results-table"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    want = f"no results of this suite yet: {tmp_path}/transfer_pusher_hidden.csv does not exist"
+    assert err[-1].startswith("transfer.py: error: " + want), err[-1]
