@@ -65,10 +65,11 @@ Output in the run directory (default runs/transfer_<env>_<context>):
 - table.md (also printed) and summary.csv: per model x condition the mean over seeds of the
   per-seed mean return (Pusher, Reacher) or success rate (Fetch) over the evaluation episodes,
   with a percentile-bootstrap 95% interval over seeds, and the transfer ratio per factor;
-- per_seed.csv (and, with --results, experiments/results/transfer_<env>_<context>.csv), one row
-  per model x seed x condition, with `trained_on` (this suite, a pets.py run, or the simulator);
-  a model that cannot take a condition (the flat ensemble on blocks:test) has its rows there
-  too, in summary.csv and in the table, with no number and the reason in `note`;
+- per_seed.csv (and, with --results, added to
+  experiments/results/transfer_<env>_<context>_<factors>.csv), one row per model x seed x
+  condition, with `trained_on` (this suite, a pets.py run, or the simulator); a model that cannot
+  take a condition (the flat ensemble on blocks:test) has its rows there too, in summary.csv and
+  in the table, with no number and the reason in `note`;
 - plots/transfer.png: the table as grouped bars with the intervals (the reason where a model
   cannot take a condition).
 
@@ -97,17 +98,18 @@ is plain fetch_push, so the two conditions differ by block 2 only. Its ratio is 
 A suite in parts (when the whole does not fit in one sitting): `--first-seed S --seeds N` runs
 seeds S .. S+N-1 (the oracle's: S .. S+M-1 with `--oracle-seeds M`), `--only-conditions
 train,goal:test` only those conditions; each part is its own run directory. With `--results` each
-part adds its rows to experiments/results/transfer_<env>_<context>.csv (a row of the same model,
-seed and condition is replaced), whose sidecar .json holds the flags all parts share (everything
-but --models, the seeds, --only-conditions and --trained): a part whose shared flags differ is
-refused before it runs. Each part prints the table of every part so far (and draws it in
-plots/transfer_results.png); `--results-table` with the suite's flags prints it and runs nothing:
+part adds its rows to experiments/results/transfer_<env>_<context>_<factors>.csv (a row of the
+same model, seed and condition is replaced), whose sidecar .json holds the flags all parts share
+(everything but --models, the seeds, --only-conditions and --trained): a part whose shared flags
+differ is refused before it runs. Each part prints the table of every part so far (and draws it
+in plots/transfer_results.png); `--results-table` with the suite's flags prints it and runs
+nothing:
 
-    python experiments/transfer.py --env fetch_push --models structured --factors goal,start \
+    python experiments/transfer.py --env fetch_push --models structured --factors goal,start \\
         --first-seed 1 --seeds 1 --train-episodes 100 --results
-    python experiments/transfer.py --env fetch_push --models oracle --factors goal,start \
+    python experiments/transfer.py --env fetch_push --models oracle --factors goal,start \\
         --only-conditions goal:test --seeds 1 --train-episodes 100 --results
-    python experiments/transfer.py --env fetch_push --factors goal,start --train-episodes 100 \
+    python experiments/transfer.py --env fetch_push --factors goal,start --train-episodes 100 \\
         --results-table
 
 `--resume` recomputes nothing that finished: finished trainings are loaded from their
@@ -120,6 +122,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import shutil
 import warnings
 import zlib
@@ -238,7 +241,8 @@ class TransferConfig:
         "task", "reward the planner maximises (as in pets.py; the table reports the env's own)"
     )
     results: bool = arg(
-        False, "also write the per-seed CSV to experiments/results/transfer_<env>_<context>.csv"
+        False,
+        "also write the per-seed CSV to experiments/results/transfer_<env>_<context>_<factors>.csv",
     )
     planner: PlannerConfig = arg(PlannerConfig(), "planner (the oracle plans with 1 particle)")
     ensemble: EnsembleConfig = arg(EnsembleConfig(), "the flat ensemble (--models ensemble)")
@@ -1132,15 +1136,20 @@ def report(cfg: TransferConfig, run: RunDir) -> str:
 
 # The fields in which the parts of one suite may differ: which models, seeds and conditions a part
 # runs, and where a reused model comes from. Rows of parts that agree on every other field
-# (`suite_config`) add up in experiments/results/transfer_<env>_<context>.csv, whose sidecar
-# .json holds that shared config.
+# (`suite_config`) add up in experiments/results/transfer_<env>_<context>_<factors>.csv, whose
+# sidecar .json holds that shared config.
 PART_FIELDS = frozenset(
     {"models", "seeds", "oracle_seeds", "first_seed", "only_conditions", "results", "trained"}
 )
 
 
 def results_path(cfg: TransferConfig) -> Path:
-    return RESULTS / f"transfer_{cfg.env}_{cfg.context}.csv"
+    """experiments/results/transfer_<env>_<context>_<factors>.csv (factors joined by "-", a
+    range's "=" and "~" as "_": one file per suite, so suites of other factors never collide)."""
+    factors = "-".join(f.strip() for f in cfg.factors.split(",") if f.strip())
+    return (
+        RESULTS / f"transfer_{cfg.env}_{cfg.context}_{re.sub(r'[^A-Za-z0-9.-]', '_', factors)}.csv"
+    )
 
 
 def suite_config(cfg: TransferConfig) -> dict[str, Any]:

@@ -411,6 +411,9 @@ def test_parts_seeds_and_conditions_by_hand():
     assert list(transfer.model_seeds(cfg, "oracle")) == [2]
     assert transfer.model_conditions(cfg, "ensemble") == ["train", "mass:test"]
     assert list(transfer.conditions(cfg)) == ["train", "mass:held", "mass:test"]  # the table's
+    assert transfer.results_path(cfg).name == "transfer_pusher_hidden_mass.csv"
+    ranged = _cfg("--factors", "mass=0.25~0.4,goal", "--context", "given")
+    assert transfer.results_path(ranged).name == "transfer_pusher_given_mass_0.25_0.4-goal.csv"
     records = [
         {"model": "ensemble", "seed": s, "condition": c, "return": -1.0}
         for s in (2, 3)
@@ -431,7 +434,7 @@ def _part_rows(model, seed, values):
 
 
 def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
-    path = tmp_path / "transfer_pusher_hidden.csv"
+    path = tmp_path / "transfer_pusher_hidden_mass.csv"
     part = ("--models", "ensemble", "--factors", "mass", "--seeds", "1")
     cfg0 = _cfg(*part)
     transfer.merge_results(cfg0, _part_rows("ensemble", 0, {"train": -40.0, "mass:test": -80.0}),
@@ -464,7 +467,7 @@ def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
         transfer.merge_results(other, _part_rows("ensemble", 2, {"train": -1.0}), path)
     assert path.read_text() == before
     path.with_suffix(".json").unlink()  # rows whose suite nobody can tell: refused too
-    with pytest.raises(transfer.ConfigError, match="has no transfer_pusher_hidden.json"):
+    with pytest.raises(transfer.ConfigError, match="has no transfer_pusher_hidden_mass.json"):
         transfer.check_results(cfg0, path)
 
 
@@ -486,7 +489,7 @@ def test_parts_add_up_to_the_whole_suite(tiny_run, tmp_path, monkeypatch):
         transfer.main(
             [*TINY, "--only-conditions", only, "--results", "--out", str(tmp_path / f"p{i}")]
         )
-    csv_path = tmp_path / "results" / "transfer_reacher_hidden.csv"
+    csv_path = tmp_path / "results" / "transfer_reacher_hidden_mass.csv"
     assert csv_path.read_text() == (tiny_run / "per_seed.csv").read_text()
     cfg = transfer.COMMAND.parse([*TINY, "--results"])[0]
     table, _ = transfer.results_table(cfg, transfer.read_results(cfg))
@@ -503,5 +506,7 @@ def test_results_table_without_results_is_one_line(tmp_path, monkeypatch, capsys
         transfer.main(["--env", "pusher", "--factors", "goal", "--results-table"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    want = f"no results of this suite yet: {tmp_path}/transfer_pusher_hidden.csv does not exist"
+    want = (
+        f"no results of this suite yet: {tmp_path}/transfer_pusher_hidden_goal.csv does not exist"
+    )
     assert err[-1].startswith("transfer.py: error: " + want), err[-1]
