@@ -69,38 +69,71 @@ def test_unknown_name_is_one_clear_line(reproduce, capsys):
     assert "invalid choice: 'pets-cartpole'" in capsys.readouterr().err
 
 
-def _fake_transfer_run(out: Path, context: str, success: dict):
-    """A finished-looking transfer run: success[(model, condition)] per seed 0..2, 2 episodes."""
-    run = out / "transfer-fetch-push" / context
-    run.mkdir(parents=True)
-    lines = [
-        json.dumps({"model": m, "seed": s, "condition": c, "episode": e, "success": v,
-                    "return": -1.0, "reset_seed": e, "variant": {}})
-        for (m, c), v in success.items() for s in range(3) for e in range(2)
+def _fake_transfer_results(reproduce, suite, context, success: dict):
+    """A suite's results CSV as transfer.py --results writes it: success[(model, condition)] per
+    seed 0..2 (the oracle: seed 0), 2 episodes each, and the cannot-rows the suite has."""
+    transfer = reproduce._load_transfer()
+    cfg = transfer.COMMAND.parse([*suite.argv(context), "--seeds", "3", "--eval-episodes", "2"])[0]
+    records = [
+        {"model": m, "seed": s, "condition": c, "episode": e, "success": v}
+        for (m, c), v in success.items()
+        for s in transfer.model_seeds(cfg, m)
+        for e in range(2)
     ]
-    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    (run / "table.md").write_text("done\n")
+    transfer.merge_results(cfg, transfer.per_seed_rows(cfg, records))
 
 
-def test_transfer_fetch_push_reads_runs_and_prints_the_claims(reproduce, tmp_path, capsys):
+def test_transfer_fetch_push_reads_results_and_prints_the_claims(
+    reproduce, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(reproduce._load_transfer(), "RESULTS", tmp_path / "results")
+    shifts, physics = reproduce.TRANSFERS["transfer-fetch-push"].suites
     hidden = {("structured", "train"): 1.0, ("structured", "goal:test"): 0.5,
               ("ensemble", "train"): 0.5, ("ensemble", "goal:test"): 0.25,
-              ("oracle", "train"): 1.0, ("oracle", "goal:test"): 1.0,
-              ("structured", "mass:test"): 0.5}
-    given = {("structured", "train"): 1.0, ("structured", "mass:test"): 1.0}
-    _fake_transfer_run(tmp_path, "hidden", hidden)
-    _fake_transfer_run(tmp_path, "given", given)
-    argv = ["transfer-fetch-push", "--out", str(tmp_path), "--gather-only"]
-    assert reproduce.main(argv) == 0
+              ("oracle", "train"): 1.0, ("oracle", "goal:test"): 1.0}
+    _fake_transfer_results(reproduce, shifts, "hidden", hidden)
+    _fake_transfer_results(reproduce, physics, "hidden",
+                           {("structured", "train"): 1.0, ("structured", "mass:test"): 0.5})
+    _fake_transfer_results(reproduce, physics, "given",
+                           {("structured", "train"): 1.0, ("structured", "mass:test"): 1.0})
+    argv = ["transfer-fetch-push", "--out", str(tmp_path), "--gather-only", "--",
+            "--eval-episodes", "2"]
+    assert reproduce.main(argv) == 1  # most rows are missing: unfinished
     printed = capsys.readouterr().out
     # ratio = test / train success: structured 0.5 / 1.0, ensemble 0.25 / 0.5, oracle 1 / 1
     assert "ensemble 0.50, structured 0.50, oracle 1.00" in printed
     assert "Kansky et al. 2017" in printed and "Sanchez-Gonzalez et al. 2018" in printed
-    assert "not measured: two blocks" in printed
+    assert "not measured: two blocks have no finished episodes yet" in printed
+    assert "(ensemble cannot: fixed observation size)" in printed
     assert "hidden: structured 0.50; given: structured 1.00" in printed  # mass:test
     assert "start:test" in printed and "not measured yet" in printed
-    assert "2 evaluation episodes each" in printed  # what the runs hold, not the default 50
+    assert "2 evaluation episodes each" in printed  # what the results hold
+    assert "transfer_fetch_push_hidden_goal-start-distractors-blocks.csv:" in printed
+    assert "unfinished: goal-start-distractors-blocks_hidden, mass-friction_hidden, " \
+           "mass-friction_given" in printed
     bad = ["transfer-fetch-push", "--out", str(tmp_path), "--seeds", "1", "2"]
     with pytest.raises(SystemExit):
         reproduce.main(bad)
     assert "must be 0 1 .. n-1" in capsys.readouterr().err
+
+
+def test_missing_rows_counts_what_the_whole_suite_lacks(reproduce):
+    transfer = reproduce._load_transfer()
+    shifts = reproduce.TRANSFERS["transfer-fetch-push"].suites[0]
+    argv = [*shifts.argv("hidden"), "--seeds", "3", "--eval-episodes", "2"]
+    cfg = transfer.COMMAND.parse(argv)[0]
+    records = [
+        {"model": m, "seed": s, "condition": c, "episode": e, "success": 1.0}
+        for m in cfg.model_list
+        for s in transfer.model_seeds(cfg, m)
+        for c in transfer.model_conditions(cfg, m)
+        for e in range(2)
+    ]
+    rows = transfer.per_seed_rows(cfg, records)
+    # 3 ensemble seeds x 6 conditions (+ 3 cannot-rows), 3 structured seeds x 7, 1 oracle seed x 7
+    assert len(rows) == 3 * 7 + 3 * 7 + 7
+    assert reproduce.missing_rows(transfer, cfg, rows) == 0
+    short = [r for r in rows if not (r["model"] == "structured" and r["seed"] == 2)]
+    assert reproduce.missing_rows(transfer, cfg, short) == 7
+    one_episode = [dict(r, episodes=1) if r["model"] == "oracle" else r for r in rows]
+    assert reproduce.missing_rows(transfer, cfg, one_episode) == 7
