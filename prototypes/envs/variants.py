@@ -923,6 +923,10 @@ def add_distractor_bodies(u: Any, factor: DistractorFactor) -> np.ndarray:
         raise RuntimeError("adding distractor bodies changed the model's state size")
     model.vis.global_.offwidth = old_model.vis.global_.offwidth
     model.vis.global_.offheight = old_model.vis.global_.offheight
+    # Parameters the env changed on its live model after loading the XML: gymnasium-robotics'
+    # `reset_mocap_welds` zeroes the mocap weld's relative pose at setup, and the XML still holds
+    # the original one (with it, the gripper is pulled 0.5 m off the mocap target).
+    model.eq_data[:] = old_model.eq_data
     data = mujoco.MjData(model)
     for field in ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat"):
         getattr(data, field)[:] = getattr(old_data, field)
