@@ -1209,18 +1209,24 @@ def _row_order(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
 def merge_results(cfg: TransferConfig, rows: list[dict], path: Path | None = None) -> list[dict]:
     """Add this part's per-seed rows to the results CSV (a row of the same model, seed and
     condition is replaced, every other kept), write its sidecar config, return all rows."""
+    import fcntl
+
     path = path or results_path(cfg)
-    check_results(cfg, path)
-    old = read_results(cfg, path) if path.is_file() else []
-    mine = {(r["model"], r["seed"], r["condition"]) for r in rows}
-    merged = _row_order(
-        cfg, [r for r in old if (r["model"], r["seed"], r["condition"]) not in mine] + rows
-    )
-    _write_csv(path, merged)
-    side = path.with_suffix(".json")
-    tmp = side.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(suite_config(cfg), indent=1, sort_keys=True) + "\n")
-    tmp.replace(side)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # parts that finish at once on one machine: one read-modify-write at a time
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        check_results(cfg, path)
+        old = read_results(cfg, path) if path.is_file() else []
+        mine = {(r["model"], r["seed"], r["condition"]) for r in rows}
+        merged = _row_order(
+            cfg, [r for r in old if (r["model"], r["seed"], r["condition"]) not in mine] + rows
+        )
+        _write_csv(path, merged)
+        side = path.with_suffix(".json")
+        tmp = side.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(suite_config(cfg), indent=1, sort_keys=True) + "\n")
+        tmp.replace(side)
     return merged
 
 
