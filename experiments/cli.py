@@ -40,6 +40,7 @@ from prototypes.data.runs import (
     RunDirError,
     RunWarning,
     RunWriteError,
+    config_differences,
     open_run,
 )
 from prototypes.envs.variants import describe_variants
@@ -307,6 +308,35 @@ class CommandLine:
         flags. Bad input ends in one line, exit status 2."""
         cfg, ns, _ = self._parse(argv)
         return cfg, ns
+
+    def saved_config(self, path: Path | str) -> Any:
+        """The config of this script's run directory at `path`, parsed again from the command
+        line it saved, and checked against the config it saved (as `--resume` checks it: fields
+        added since match at their declared defaults).
+
+        Raises:
+            ValueError: `path` holds no run, or this code's defaults make its command line mean
+                another config (one line naming the run and the first differing fields).
+        """
+        import json
+
+        config_path = Path(path) / "config.json"
+        if not config_path.is_file():
+            raise ValueError(f"{path}: no config.json here (not a run directory)")
+        meta = json.loads(config_path.read_text())
+        if "argv" not in meta or "config" not in meta:
+            raise ValueError(f"{path}: config.json is not a {self.prog} run's (no argv or config)")
+        cfg = self.parse(meta["argv"])[0]
+        diff, _ = config_differences(
+            meta["config"], cfglib.to_dict(cfg), cfglib.declared_defaults(cfg)
+        )
+        if diff:
+            raise ValueError(
+                f"{path}: its command line gives another config with this code than the run "
+                f"saved (differs in: {', '.join(diff[:5])}{', ...' if len(diff) > 5 else ''}): "
+                "the defaults changed since it ran"
+            )
+        return cfg
 
     def _parse(
         self, argv: Sequence[str]

@@ -44,6 +44,7 @@ from experiments.mpc_episodes import (
     codebook_act,
     goal_metrics,
     plot_goal_curves,
+    run_figures,
     run_mpc_episodes,
     uniform_act,
 )
@@ -170,6 +171,15 @@ ALIASES = {
     "model.members": "ensemble",
 }
 
+
+def results_row(cfg: MCTSAgentConfig, run: RunDir) -> dict:
+    """A run's figures for `--results` (experiments/results/*.csv): its env, model and seed,
+    `run_figures` (Fetch: success figures against `TARGET`) and the search's simulations."""
+    figures = run_figures(cfg.env, run, TARGET)
+    return {"env": cfg.env, "model": cfg.model_kind, "seed": cfg.seed, **figures,
+            "simulations": cfg.mcts.num_simulations}  # fmt: skip
+
+
 COMMAND = CommandLine(
     prog="mcts.py",
     description=__doc__,
@@ -177,6 +187,7 @@ COMMAND = CommandLine(
     out="runs/mcts_{env}_{seed}",
     layers=LAYERS,
     aliases=ALIASES,
+    results=results_row,
 )
 
 

@@ -43,7 +43,8 @@ from prototypes.agents.mpc import (
     planning_act_batch,
 )
 from prototypes.data import replay
-from prototypes.data.runs import RunDir, episode_seed
+from prototypes.data.runs import RunDir, episode_seed, read_metrics
+from prototypes.envs import FETCH_TASKS
 from prototypes.envs.fetch import DISTANCE_THRESHOLD, FetchLayout
 from prototypes.types import PRNGKey
 
@@ -60,6 +61,8 @@ __all__ = [
 ]
 
 SUCCESS_WINDOW = 20  # episodes in the rolling success rate of goal-conditioned (Fetch) tasks
+RATE = f"success_rate_last{SUCCESS_WINDOW}"  # its metrics key
+LAST = 50  # results rows also count successes over the last LAST episodes (issue 11's window)
 
 
 @dataclass(frozen=True)
@@ -383,3 +386,41 @@ def plot_goal_curves(run: RunDir, title: str, target: float, window: int = SUCCE
         title=title,
         hlines={f"success threshold {DISTANCE_THRESHOLD} m": DISTANCE_THRESHOLD},
     )
+
+
+def run_figures(env: str, run: RunDir, target: float | None = None) -> dict:
+    """The figures of a run of these episodes (pets.py, mcts.py), finished or not, for a
+    results row (experiments/results/*.csv): episodes, env steps, the mean return of the last 10
+    episodes, the best episode and the wall-clock minutes spent acting and fitting. Fetch runs
+    add the rolling success rate (`RATE`), `successes_last50`, e.g. "43/50" (fewer episodes than
+    50 give a smaller denominator), `planned_solved` (successes over the planned, not random,
+    episodes, e.g. "229/271"), `successes_per50`: the successes in each block of 50 episodes,
+    space-separated (the last block may be partial), and `first_steps_at_target`: the env steps
+    at which the rolling rate, over a full window of `SUCCESS_WINDOW` episodes, first reached
+    `target` (empty if it never did or no target is given)."""
+    records = run.metrics()
+    # perf.jsonl is not truncated on resume: the last line of each episode counts
+    perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
+    returns = [r["return"] for r in records]
+    row = {
+        "episodes": len(records),
+        "env_steps": records[-1]["env_steps"] if records else 0,
+        "last10_return": round(float(np.mean(returns[-10:])), 4) if returns else "",
+        "best_return": round(float(np.max(returns)), 4) if returns else "",
+        "act_minutes": round(sum(r["act_seconds"] for r in perf) / 60, 2),
+        "fit_minutes": round(sum(r["fit_seconds"] for r in perf) / 60, 2),
+    }
+    if env in FETCH_TASKS and records:
+        row[RATE] = records[-1][RATE]
+        last = [r["success"] for r in records[-LAST:]]
+        row[f"successes_last{LAST}"] = f"{int(sum(last))}/{len(last)}"
+        planned = [r["success"] for r in records if not r["random"]]
+        row["planned_solved"] = f"{int(sum(planned))}/{len(planned)}"
+        every = [r["success"] for r in records]
+        row[f"successes_per{LAST}"] = " ".join(
+            str(int(sum(every[i : i + LAST]))) for i in range(0, len(every), LAST)
+        )  # the learning curve in blocks, e.g. "36 43 43 44 39"; the last may be partial
+        full = records[SUCCESS_WINDOW - 1 :]  # a rate over fewer episodes is not the target's
+        hit = [r["env_steps"] for r in full if target is not None and r[RATE] >= target]
+        row["first_steps_at_target"] = hit[0] if hit else ""  # the rolling rate's first >= target
+    return row

@@ -22,7 +22,6 @@ over the last 20 episodes and the final distance (plots/success.png, plots/dista
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,16 +31,17 @@ import numpy as np
 
 from experiments.cli import CommandLine, Layer, Throttle
 from experiments.mpc_episodes import (
-    SUCCESS_WINDOW,
+    RATE,
     Episode,
     goal_metrics,
     plot_goal_curves,
+    run_figures,
     run_mpc_episodes,
     uniform_act,
 )
 from prototypes.agents.mpc import MPCAgent, MPCState, make_mpc_agent
-from prototypes.config import arg, check, declared_defaults, to_dict
-from prototypes.data.runs import RunDir, config_differences, read_metrics
+from prototypes.config import arg, check
+from prototypes.data.runs import RunDir
 from prototypes.envs import ALL_TASKS, FETCH_TASKS, fetch, get_spec, make
 from prototypes.envs.costs import push_entities, push_reward
 from prototypes.envs.registry import EnvSpec
@@ -51,9 +51,6 @@ from prototypes.models.ensemble import EnsembleConfig
 from prototypes.models.registry import check_model, get_model_kind, make_model
 from prototypes.planning import PlannerConfig, make_planner
 from prototypes.types import RewardFn
-
-RATE = f"success_rate_last{SUCCESS_WINDOW}"
-LAST = 50  # the results row also counts successes over the last LAST episodes (issue 11's window)
 
 # Published and measured reference figures, drawn as dashed lines on the learning curve.
 REFERENCES = {
@@ -205,45 +202,12 @@ ALIASES = {
 
 
 def results_row(cfg: PETSConfig, run: RunDir) -> dict:
-    """A finished run's figures for `--results` (experiments/results/*.csv): its seed, episodes,
-    env steps, the mean return of the last 10 episodes, the best episode, success (Fetch), the
-    model evaluations per planning call and the wall-clock minutes spent acting and fitting.
-    Fetch rows add the rolling success rate, `successes_last50`, e.g. "43/50" (fewer episodes
-    than 50 give a smaller denominator), `planned_solved` (successes over the planned, not
-    random, episodes, e.g. "229/271") and `first_steps_at_target`: the env steps at which the
-    rolling rate, over a full window of `SUCCESS_WINDOW` episodes, first reached the task's
-    target (`TARGETS`; empty if it never did), and `successes_per50`: the successes in each
-    block of 50 episodes, space-separated (the last block may be partial)."""
-    records = run.metrics()
-    # perf.jsonl is not truncated on resume: the last line of each episode counts
-    perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
-    returns = [r["return"] for r in records]
-    row = {
-        "env": cfg.env,
-        "model": cfg.model_kind,
-        "seed": cfg.seed,
-        "episodes": len(records),
-        "env_steps": records[-1]["env_steps"] if records else 0,
-        "last10_return": round(float(np.mean(returns[-10:])), 4) if returns else "",
-        "best_return": round(float(np.max(returns)), 4) if returns else "",
-        "evals_per_call": cfg.planner.evaluations(),
-        "act_minutes": round(sum(r["act_seconds"] for r in perf) / 60, 2),
-        "fit_minutes": round(sum(r["fit_seconds"] for r in perf) / 60, 2),
-    }
-    if cfg.env in FETCH_TASKS and records:
-        row[RATE] = records[-1][RATE]
-        last = [r["success"] for r in records[-LAST:]]
-        row[f"successes_last{LAST}"] = f"{int(sum(last))}/{len(last)}"
-        planned = [r["success"] for r in records if not r["random"]]
-        row["planned_solved"] = f"{int(sum(planned))}/{len(planned)}"
-        every = [r["success"] for r in records]
-        row[f"successes_per{LAST}"] = " ".join(
-            str(int(sum(every[i : i + LAST]))) for i in range(0, len(every), LAST)
-        )  # the learning curve in blocks, e.g. "36 43 43 44 39"; the last may be partial
-        full = records[SUCCESS_WINDOW - 1 :]  # a rate over fewer episodes is not the target's
-        hit = [r["env_steps"] for r in full if r[RATE] >= TARGETS[cfg.env]]
-        row["first_steps_at_target"] = hit[0] if hit else ""  # the rolling rate's first >= target
-    return row
+    """A run's figures for `--results` (experiments/results/*.csv): its env, model and seed,
+    `run_figures` (episodes, returns, minutes; Fetch: success figures against the task's
+    `TARGETS` rate) and the model evaluations per planning call."""
+    figures = run_figures(cfg.env, run, TARGETS.get(cfg.env))
+    return {"env": cfg.env, "model": cfg.model_kind, "seed": cfg.seed, **figures,
+            "evals_per_call": cfg.planner.evaluations()}  # fmt: skip
 
 
 COMMAND = CommandLine(
@@ -309,28 +273,10 @@ class LoadedRun:
 
 
 def run_config(path: Path) -> PETSConfig:
-    """The config of the pets.py run directory at `path`, parsed again from its command line,
-    and checked against the config it saved (as `--resume` checks it: fields added since match
-    at their declared defaults).
-
-    Raises:
-        ValueError: `path` holds no pets.py run, or this code's defaults make its command line
-            mean another config (one line naming the run and the first differing fields).
-    """
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise ValueError(f"{path}: no config.json here (not a run directory)")
-    meta = json.loads(config_path.read_text())
-    if "argv" not in meta or "model_kind" not in meta.get("config", {}):
-        raise ValueError(f"{path}: config.json is not a pets.py run's (no argv or model_kind)")
-    cfg = parse_config(meta["argv"])[0]
-    diff, _ = config_differences(meta["config"], to_dict(cfg), declared_defaults(cfg))
-    if diff:
-        raise ValueError(
-            f"{path}: its command line gives another config with this code than the run saved "
-            f"(differs in: {', '.join(diff[:5])}{', ...' if len(diff) > 5 else ''}): the "
-            "defaults changed since it ran"
-        )
+    """The config of the pets.py run directory at `path` (`CommandLine.saved_config`)."""
+    cfg = COMMAND.saved_config(path)
+    if not isinstance(cfg, PETSConfig):  # pragma: no cover - COMMAND parses PETSConfig
+        raise TypeError(type(cfg))
     return cfg
 
 

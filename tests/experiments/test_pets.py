@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prototypes.config import to_dict
 from prototypes.data.runs import RunDir, has_checkpoint
 from tests.scripts import load_script
 
@@ -210,8 +211,6 @@ def test_fetch_push_on_the_oracle_records_the_env_success(pets, tmp_path):
 def test_fetch_push2_plans_with_fetch_push_defaults(pets, model):
     """Two blocks get FetchPush's episodes, reward and planner, so a zero-shot or in-task run on
     fetch_push2 is comparable with fetch_push; success is still judged against 0.8."""
-    from prototypes.config import to_dict
-
     one, two = (to_dict(pets.parse_config(["--env", e, "--model", model])[0])
                 for e in ("fetch_push", "fetch_push2"))  # fmt: skip
     assert two.pop("env") == "fetch_push2" and one.pop("env") == "fetch_push"
@@ -237,7 +236,7 @@ def test_load_run_refuses_a_directory_without_a_run_or_with_changed_defaults(pet
     with pytest.raises(ValueError, match="no config.json here"):
         pets.load_run(tmp_path)
     cfg, _ = pets.parse_config(TINY)
-    config = pets.to_dict(cfg)
+    config = to_dict(cfg)
     meta = {"argv": TINY, "config": {**config, "planner.population": 17}}  # ran with another
     (tmp_path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"differs in: planner\.population\): the defaults"):

@@ -5,15 +5,16 @@ import json
 
 import pytest
 
-from experiments import pets, summarize
+from experiments import mcts, pets, summarize
 from prototypes.config import to_dict
 
 
-def _fake_run(path, successes, random_episodes, episodes):
-    """A pets.py-shaped FetchPush run directory with the given per-episode successes."""
+def _fake_run(path, successes, random_episodes, episodes, script=pets):
+    """A FetchPush run directory of `script` (pets.py or mcts.py) with the given per-episode
+    successes."""
     path.mkdir()
     argv = ["--env", "fetch_push", "--model", "structured", "--episodes", str(episodes)]
-    meta = {"argv": argv, "config": to_dict(pets.parse_config(argv)[0])}  # as pets.py saves it
+    meta = {"argv": argv, "config": to_dict(script.parse_config(argv)[0])}  # as the script saves it
     (path / "config.json").write_text(json.dumps(meta))
     with open(path / "metrics.jsonl", "w") as m, open(path / "perf.jsonl", "w") as p:
         for i, s in enumerate(successes):
@@ -57,3 +58,19 @@ def test_not_a_run_directory_is_one_clear_line(tmp_path, capsys):
         summarize.main([str(tmp_path)])
     assert e.value.code == 2
     assert f"{tmp_path}: no config.json here" in capsys.readouterr().err
+
+
+def test_an_mcts_run_gets_the_same_figures_and_its_simulations(tmp_path):
+    """An mcts.py run directory is recognised by its config and summarised by mcts.py's row:
+    the same success figures as pets.py's for the same episodes, its search's simulations, and
+    the rolling rate's first time at mcts.py's target (0.9 here, 0.8 for pets.py on FetchPush)."""
+    successes = [0] * 5 + [1] * 20  # the rolling rate: 16/20 at episode 21, 18/20 at episode 23
+    _fake_run(tmp_path / "m", successes, random_episodes=5, episodes=25, script=mcts)
+    _fake_run(tmp_path / "p", successes, random_episodes=5, episodes=25)
+    m, p = summarize.main([str(tmp_path / "m"), str(tmp_path / "p")])
+    assert m["status"] == p["status"] == "finished"
+    default = mcts.parse_config(["--env", "fetch_push"])[0]
+    assert m["simulations"] == default.mcts.num_simulations == 32
+    assert "simulations" not in p and "evals_per_call" not in m
+    assert m["planned_solved"] == p["planned_solved"] == "20/20"
+    assert m["first_steps_at_target"] == 23 * 50 and p["first_steps_at_target"] == 21 * 50
