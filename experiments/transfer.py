@@ -128,7 +128,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import jax
 import numpy as np
@@ -1305,9 +1305,7 @@ def main(argv: list[str] | None = None) -> RunDir:
             if env in MORE_OBJECTS:
                 print(BLOCKS_HELP.format(task=MORE_OBJECTS[env]))
         except ValueError as e:
-            import argparse
-
-            argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
+            _usage_error(str(e))
         sys.exit(0)
     argv = join_repeated(argv, "--trained")
     if "--results-table" in argv:
@@ -1322,32 +1320,35 @@ def main(argv: list[str] | None = None) -> RunDir:
 def print_results_table(argv: list[str]) -> None:
     """--results-table: the table of every part in the suite's results CSV, nothing run; one line
     and exit status 2 if there is none or it holds another suite."""
-    import argparse
-
     cfg, _ = COMMAND.parse(argv)
     path = results_path(cfg)
-    parser = argparse.ArgumentParser(prog=COMMAND.prog)
     if not path.is_file():
-        parser.error(f"no results of this suite yet: {path} does not exist (run with --results)")
-    try:
-        check_results(cfg)
-    except ConfigError as e:
-        parser.error(str(e))
+        _usage_error(f"no results of this suite yet: {path} does not exist (run with --results)")
+    _refuse_another_suite(cfg)
     print(results_table(cfg, read_results(cfg))[0])
 
 
 def check_results_before_run(argv: list[str]) -> None:
     """With --results, before anything runs: the results CSV holds no other suite's rows (else
     one line and exit status 2, not at the end of hours of work)."""
-    import argparse
-
     cfg, _ = COMMAND.parse(argv)
-    if not cfg.results:
-        return
+    if cfg.results:
+        _refuse_another_suite(cfg)
+
+
+def _refuse_another_suite(cfg: TransferConfig) -> None:
+    """`check_results`, its ConfigError ending the script in one line, exit status 2."""
     try:
         check_results(cfg)
     except ConfigError as e:
-        argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
+        _usage_error(str(e))
+
+
+def _usage_error(message: str) -> NoReturn:
+    """One line naming what is wrong, on stderr, and exit status 2 (as argparse ends)."""
+    import argparse
+
+    argparse.ArgumentParser(prog=COMMAND.prog).error(message)
 
 
 def join_repeated(argv: list[str], flag: str) -> list[str]:
@@ -1374,8 +1375,6 @@ def check_trained_runs(argv: list[str]) -> None:
     """Before anything is written: every pets.py run --trained names is there and matches this
     suite (`pets_run`), else one line and exit status 2. A --resume whose copy of that run is
     complete skips the check (the suite never reads the pets run again)."""
-    import argparse
-
     cfg, ns = COMMAND.parse(argv)
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     out = Path(ns.out or COMMAND.out.format(**fields))
@@ -1387,7 +1386,7 @@ def check_trained_runs(argv: list[str]) -> None:
             try:
                 pets_run(cfg, kind, seed)
             except ConfigError as e:
-                argparse.ArgumentParser(prog=COMMAND.prog).error(str(e))
+                _usage_error(str(e))
 
 
 if __name__ == "__main__":
