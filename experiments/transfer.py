@@ -746,17 +746,21 @@ def model_seeds(cfg: TransferConfig, kind: str) -> range:
     return suite_seeds(cfg)
 
 
+def selected_conditions(cfg: TransferConfig) -> dict[str, Variant]:
+    """`conditions`, keeping only those --only-conditions names (all if it names none)."""
+    only = set(cfg.only_list)
+    return {c: v for c, v in conditions(cfg).items() if not only or c in only}
+
+
 def model_conditions(cfg: TransferConfig, kind: str) -> list[str]:
     """The conditions model `kind` is evaluated on: all of them, except that a reused pets.py
     model (--trained) skips the `:held` ones (it trained on the whole of A: nothing is held
     out), a model that cannot take more objects (`cannot_take_blocks`) skips blocks:test, and
     --only-conditions keeps only those named."""
-    only = set(cfg.only_list)
     return [
         c
-        for c in conditions(cfg)
-        if (not only or c in only)
-        and not (kind in cfg.trained_runs and c.endswith(":held"))
+        for c in selected_conditions(cfg)
+        if not (kind in cfg.trained_runs and c.endswith(":held"))
         and not (c == f"{BLOCKS}:test" and cannot_take_blocks(cfg, kind))
     ]
 
@@ -923,13 +927,10 @@ def per_seed_rows(
     groups: dict[tuple[str, int, str], list[float]] = {}
     for r in records:
         groups.setdefault((r["model"], r["seed"], r["condition"]), []).append(float(r[key]))
-    conds = conditions(cfg)
     rows = []
     for kind in cfg.model_list:
         for seed in model_seeds(cfg, kind):
-            for condition in conds:
-                if cfg.only_list and condition not in cfg.only_list:
-                    continue
+            for condition, variant in selected_conditions(cfg).items():
                 values = groups.get((kind, seed, condition))
                 note = cannot_take_blocks(cfg, kind) if condition == f"{BLOCKS}:test" else ""
                 if values or note:
@@ -940,7 +941,7 @@ def per_seed_rows(
                             "model": kind,
                             "seed": seed,
                             "condition": condition,
-                            "variant": variant_text(cfg, conds[condition]),
+                            "variant": variant_text(cfg, variant),
                             key: float(np.mean(values)) if values else "",
                             "episodes": len(values or ()),
                             "trained_on": trained_on(cfg, kind, seed, known or {}),
