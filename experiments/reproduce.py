@@ -314,7 +314,7 @@ def transfer_report(rep: TransferReproduction, extra: Sequence[str]) -> tuple[st
                 lines.append(f"{suite.slug(context)}: {e}")
                 unfinished.append(suite.slug(context))
                 continue
-            rows = transfer.read_results(cfg, path)
+            rows = transfer.with_twin_oracle(cfg, transfer.read_results(cfg, path))
             table, table_cfg = transfer.results_table(cfg, rows)
             lines += [f"{path.name}:", table]
             for s in transfer.summarize(table_cfg, rows):  # a note instead of a ratio: cannot

@@ -54,7 +54,11 @@ trained (`trained_on`). The planner that evaluates it is this suite's.
 
 Context (`--context`): hidden (pure zero-shot: the observation is the task's own) or given (the
 factors' values appended to the observation as constant features, CARL-style, in training and
-evaluation; prototypes/envs/context.py). The oracle always plans on the true physics.
+evaluation; prototypes/envs/context.py). The oracle always plans on the true physics and never
+sees the context, on the same episodes with the same planner keys, so its rows are the same in
+both contexts: with `--results`, a context-given suite takes them from its context-hidden twin's
+results CSV (the same flags but --context) where that has them, instead of planning them again
+(their `trained_on` names the file), and its tables show them.
 
 Output in the run directory (default runs/transfer_<env>_<context>):
 - metrics.jsonl: one line per evaluation episode (model, seed, condition, episode, reset seed,
@@ -843,6 +847,13 @@ def run_suite(cfg: TransferConfig, run: RunDir, *, resume: bool, progress: bool 
         run.save_checkpoint({"state": {"evaluated": np.int32(0)}})  # so --resume finds the run
     copy_reused(cfg, run)
     done = finished(run)
+    if cfg.results:  # the oracle's rows its context-hidden twin already has (module docstring)
+        for r in twin_oracle_rows(cfg):
+            key = (r["model"], r["seed"], r["condition"])
+            m = r["model"]
+            in_part = m in cfg.model_list and r["seed"] in model_seeds(cfg, m)
+            if in_part and r["condition"] in model_conditions(cfg, m) and key not in done:
+                done[key] = set(range(cfg.eval_episodes))
     total = sum(len(model_conditions(cfg, k)) * len(model_seeds(cfg, k)) for k in cfg.model_list)
     total *= cfg.eval_episodes
     bar = progress_bar(total, sum(len(v) for v in done.values()), progress, "evaluate", "episode")
@@ -1126,7 +1137,11 @@ def report(cfg: TransferConfig, run: RunDir) -> str:
     plot(cfg, run, summary)
     print(table)
     if cfg.results:
-        merged = merge_results(cfg, rows)
+        if rows:
+            merged = merge_results(cfg, rows)
+        else:  # e.g. a context-given oracle part whose rows all came from its twin
+            merged = read_results(cfg) if results_path(cfg).is_file() else []
+        merged = with_twin_oracle(cfg, merged)
         every, every_cfg = results_table(cfg, merged)
         plot(every_cfg, run, summarize(every_cfg, merged), name="transfer_results.png")
         print(f"\n{results_path(cfg)}, every part so far (plots/transfer_results.png):\n{every}")
@@ -1231,6 +1246,34 @@ def merge_results(cfg: TransferConfig, rows: list[dict], path: Path | None = Non
     return merged
 
 
+def twin_oracle_rows(cfg: TransferConfig) -> list[dict]:
+    """For a context-given suite: the true simulator's complete per-seed rows in its
+    context-hidden twin's results CSV (module docstring), as this suite's rows; [] for a hidden
+    suite, or if the twin has no results CSV or that holds another suite's rows."""
+    if cfg.context != "given":
+        return []
+    twin = dataclasses.replace(cfg, context="hidden")
+    path = results_path(twin)
+    try:
+        check_results(twin, path)
+    except ConfigError:
+        return []
+    if not path.is_file():
+        return []
+    return [
+        {**r, "context": cfg.context, "trained_on": f"{r['trained_on']}; from {path.name}"}
+        for r in read_results(twin, path)
+        if get_model_kind(r["model"]).needs_env and r["episodes"] >= cfg.eval_episodes
+    ]
+
+
+def with_twin_oracle(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
+    """`rows` and the `twin_oracle_rows` they lack (same model, seed and condition)."""
+    have = {(r["model"], r["seed"], r["condition"]) for r in rows}
+    twin = [r for r in twin_oracle_rows(cfg) if (r["model"], r["seed"], r["condition"]) not in have]
+    return _row_order(cfg, [*rows, *twin])
+
+
 def results_table(cfg: TransferConfig, rows: list[dict]) -> tuple[str, TransferConfig]:
     """The table of every part's rows (`format_table` with the models and seed counts the rows
     hold), a line naming each cell with fewer seeds than the rest, and the config it was made
@@ -1326,7 +1369,7 @@ def print_results_table(argv: list[str]) -> None:
     if not path.is_file():
         _usage_error(f"no results of this suite yet: {path} does not exist (run with --results)")
     _refuse_another_suite(cfg)
-    print(results_table(cfg, read_results(cfg))[0])
+    print(results_table(cfg, with_twin_oracle(cfg, read_results(cfg)))[0])
 
 
 def check_results_before_run(argv: list[str]) -> None:

@@ -510,3 +510,32 @@ def test_results_table_without_results_is_one_line(tmp_path, monkeypatch, capsys
         f"no results of this suite yet: {tmp_path}/transfer_pusher_hidden_goal.csv does not exist"
     )
     assert err[-1].startswith("transfer.py: error: " + want), err[-1]
+
+
+@pytest.mark.slow
+def test_a_given_suite_takes_the_oracle_rows_of_its_hidden_twin(tmp_path, monkeypatch):
+    """The oracle never sees the context: planned in a context-given suite, its per-seed rows
+    equal the context-hidden suite's to the last digit. So with --results a given suite plans no
+    oracle episode that the hidden suite's results CSV holds, and its tables carry those rows."""
+    monkeypatch.setattr(transfer, "RESULTS", tmp_path / "results")
+    oracle = [*TINY[: TINY.index("--models")], "--models", "oracle",
+              *TINY[TINY.index("--models") + 2 :]]  # fmt: skip
+    given = [*oracle, "--context", "given"]
+    transfer.main([*oracle, "--results", "--out", str(tmp_path / "hidden")])
+    transfer.main([*given, "--out", str(tmp_path / "given_alone")])  # no --results: it plans
+    hidden_rows = transfer.read_results(transfer.COMMAND.parse([*oracle, "--results"])[0])
+    with open(tmp_path / "given_alone" / "per_seed.csv", newline="") as f:
+        alone = list(csv.DictReader(f))
+    assert len(hidden_rows) == len(alone) == 3  # train, mass:held, mass:test
+    for h, g in zip(hidden_rows, alone, strict=True):
+        assert (h["condition"], repr(h["return"])) == (g["condition"], repr(float(g["return"])))
+    calls = _counting(monkeypatch)
+    transfer.main([*given, "--results", "--out", str(tmp_path / "given")])
+    assert calls == []  # every oracle row came from the hidden suite
+    cfg = transfer.COMMAND.parse([*given, "--results"])[0]
+    assert not transfer.results_path(cfg).exists()  # nothing of its own to write
+    twin = transfer.with_twin_oracle(cfg, [])
+    assert [(r["condition"], r["return"], r["context"]) for r in twin] == [
+        (h["condition"], h["return"], "given") for h in hidden_rows
+    ]
+    assert all(r["trained_on"].endswith("from transfer_reacher_hidden_mass.csv") for r in twin)
