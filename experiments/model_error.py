@@ -2,13 +2,19 @@
 contact, at equal data.
 
     python experiments/model_error.py --env fetch_push --models ensemble,structured --seed 0
+    python experiments/model_error.py --seed 0 --structured.nll-beta 0.5 \\
+        --structured.surface-features          # the structured model with two levers on
 
 Data: `--train-episodes` episodes, half with uniform random actions and half with a scripted
 pusher (the gripper goes behind the object, away from the goal, then pushes towards the goal,
 with Gaussian action noise `--noise`), so that contact is common; `--test-episodes` held-out
 episodes the same way from other reset seeds. Every model kind in `--models` is built from the
-registry at its config defaults, with `propagation=expectation` where its config has that field
-(the prediction is the model's mean), and fit once on the same training transitions.
+registry at its config defaults (the flat ensemble's and the structured model's from
+`--ensemble.*` and `--structured.*`), with `propagation=expectation` where its config has that
+field (the prediction is the model's mean), and fit once on the same training transitions. A
+model whose config is not its default is reported under its kind and the fields changed
+("structured nll_beta=0.5 surface_features=True"), and the default results CSV gets them in its
+name, so a lever run never overwrites the default report.
 
 Errors are of the object's position (the OBJECT entity's position slice of the task's layout),
 in metres, on held-out episodes:
@@ -47,7 +53,9 @@ from prototypes.envs import ALL_TASKS, get_spec, make
 from prototypes.envs.layout import ARM, GOAL, OBJECT
 from prototypes.envs.variants import parse_variant
 from prototypes.models.base import TrainingDivergedError
+from prototypes.models.ensemble import EnsembleConfig
 from prototypes.models.registry import check_model, get_model_kind, make_model, model_kinds
+from prototypes.models.structured import StructuredConfig
 from prototypes.types import Transition
 
 TEST_SEED_OFFSET = 100_000  # held-out episode e resets with episode_seed(seed, offset + e)
@@ -66,9 +74,12 @@ class ModelErrorConfig:
     noise: float = arg(0.3, "std of the Gaussian noise on the scripted pusher's actions")
     contact_threshold: float = arg(1e-3, "metres the object must move in a step to count")
     results_csv: str = arg(
-        "experiments/results/model_error_{env}_{seed}.csv",
-        "where the per-model figures go as CSV ('' for nowhere)",
+        "experiments/results/model_error_{env}_{seed}{changed}.csv",
+        "where the per-model figures go as CSV ('' for nowhere; {changed}: the non-default "
+        "model fields, empty at the defaults)",
     )
+    ensemble: EnsembleConfig = arg(EnsembleConfig(), "the flat ensemble (--models ensemble)")
+    structured: StructuredConfig = arg(StructuredConfig(), "the structured model")
 
     def __post_init__(self) -> None:
         check(
@@ -93,7 +104,7 @@ class ModelErrorConfig:
                 f"model {kind!r} is not a learned model of continuous actions: "
                 "model_error.py compares learned models",
             )
-            check_model(kind, get_model_kind(kind).config(), self.env)
+            check_model(kind, self.model_config(kind), self.env)
         check(self.train_episodes >= 2, f"train_episodes must be >= 2, got {self.train_episodes}")
         check(self.test_episodes >= 2, f"test_episodes must be >= 2, got {self.test_episodes}")
         check(self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}")
@@ -106,6 +117,35 @@ class ModelErrorConfig:
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(k for k in self.models.split(",") if k)
+
+    def model_config(self, kind: str):
+        """The config kind `kind` is built with: this script's section for it, or its defaults."""
+        own = {"ensemble": self.ensemble, "structured": self.structured}
+        return own.get(kind) or get_model_kind(kind).config()
+
+    def changed(self, kind: str) -> list[str]:
+        """Every field of kind's config that differs from its default, as "field=value"."""
+        cfg, default = self.model_config(kind), get_model_kind(kind).config()
+        return [
+            f"{f.name}={getattr(cfg, f.name)}"
+            for f in dataclasses.fields(cfg)
+            if getattr(cfg, f.name) != getattr(default, f.name)
+        ]
+
+    def label(self, kind: str) -> str:
+        """The name a model's rows carry: its kind, then the fields changed from its defaults."""
+        return " ".join([kind, *self.changed(kind)])
+
+    @property
+    def results_path(self) -> Path | None:
+        """The results CSV, or None for nowhere: `results_csv` with {env}, {seed} and {changed}
+        ("" at the defaults, else "_" and every used model's changed fields)."""
+        if not self.results_csv:
+            return None
+        changed = [f"{k}-{c}" for k in self.kinds for c in self.changed(k)]
+        tag = "".join("_" + c.replace("=True", "").replace("=False", "=off") for c in changed)
+        tag = tag.replace("=", "")
+        return Path(self.results_csv.format(env=self.env, seed=self.seed, changed=tag))
 
 
 COMMAND = CommandLine(
@@ -246,8 +286,10 @@ def _mean_next_obs(model, state, key, obs, action):
     return model.predict(state, key, obs, action).obs
 
 
-def _mean_config(kind: str):
-    cfg = get_model_kind(kind).config()
+def _mean_config(kind: str, cfg=None):
+    """`cfg` (kind's defaults if None) predicting its mean (propagation "expectation") where it
+    has a propagation field."""
+    cfg = get_model_kind(kind).config() if cfg is None else cfg
     if any(f.name == "propagation" for f in dataclasses.fields(cfg)):
         cfg = dataclasses.replace(cfg, propagation="expectation")
     return cfg
@@ -267,7 +309,7 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
     data = jax.tree.map(lambda *xs: jnp.concatenate([jnp.asarray(x) for x in xs]), *train_eps)
     records = []
     for i, kind in enumerate(cfg.kinds):
-        model = make_model(kind, _mean_config(kind), spec)
+        model = make_model(kind, _mean_config(kind, cfg.model_config(kind)), spec)
         key_init, key_fit, key_pred = jax.random.split(
             jax.random.fold_in(jax.random.key(cfg.seed), i), 3
         )
@@ -275,15 +317,15 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
         state, fit_metrics = model.fit(state, key_fit, data)
         step = jax.jit(functools.partial(_mean_next_obs, model, state, key_pred))
         errors = object_errors(step, test_eps, obj, cfg.horizon, cfg.contact_threshold)
-        for row in summarise(kind, errors, cfg.horizon):
+        for row in summarise(cfg.label(kind), errors, cfg.horizon):
             run.log({**row, "train_transitions": int(data.obs.shape[0])})
             records.append(row)
         print(
-            f"model_error.py: {kind}: "
+            f"model_error.py: {cfg.label(kind)}: "
             + ", ".join(
                 f"{r['steps']}-step {r['split']} {r['mean_error_m'] * 100:.2f} cm (n={r['count']})"
                 for r in records
-                if r["model"] == kind
+                if r["model"] == cfg.label(kind)
             )
         )
     # for scale: a "model" that predicts the object never moves (its error is the real motion)
@@ -296,13 +338,16 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
 
 
 def _report(cfg: ModelErrorConfig, run: RunDir, records: list[dict]) -> None:
+    first = cfg.kinds[0]
     base = {
-        (r["steps"], r["split"]): r["mean_error_m"] for r in records if r["model"] == cfg.kinds[0]
+        (r["steps"], r["split"]): r["mean_error_m"]
+        for r in records
+        if r["model"] == cfg.label(first)
     }
     for r in records:
-        r["ratio_to_" + cfg.kinds[0]] = r["mean_error_m"] / base[(r["steps"], r["split"])]
-    if cfg.results_csv:
-        path = Path(cfg.results_csv.format(env=cfg.env, seed=cfg.seed))
+        r["ratio_to_" + first] = r["mean_error_m"] / base[(r["steps"], r["split"])]
+    path = cfg.results_path
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(records[0]))
@@ -321,7 +366,7 @@ def _report(cfg: ModelErrorConfig, run: RunDir, records: list[dict]) -> None:
     ]
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / (len(cfg.kinds) + 1)
-    for i, kind in enumerate((*cfg.kinds, NO_MOTION)):
+    for i, kind in enumerate((*map(cfg.label, cfg.kinds), NO_MOTION)):
         vals = {
             (r["steps"], r["split"]): r["mean_error_m"] * 100 for r in records if r["model"] == kind
         }

@@ -60,11 +60,12 @@ import numpy as np
 from prototypes.config import arg, check
 from prototypes.envs import costs
 from prototypes.envs.factored_mdp import FactoredSpec, RewardTerm
-from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout
+from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout, Surface
 from prototypes.types import Array, Float, Int
 
 __all__ = [
     "DISTANCE_THRESHOLD",
+    "TABLE",
     "ENTITY_LAYOUTS",
     "FetchLayout",
     "LAYOUTS",
@@ -85,6 +86,9 @@ DISTANCE_THRESHOLD = 0.05  # metres; gymnasium-robotics' default for every Fetch
 GOAL_DIM = 3
 SHAPING_WEIGHT = 0.5  # weight of the gripper-to-pushing-point term of the "shaped" reward
 BEHIND = 0.03  # metres behind the object, away from the goal, that the gripper is drawn to
+# The table top of every Fetch scene (body table0 at (1.3, 0.75, 0.2), box half-sizes
+# (0.25, 0.35, 0.2) in gymnasium-robotics' assets; a test reads them from the loaded model)
+TABLE = Surface(low=(1.05, 0.40), high=(1.55, 1.10), top=0.40)
 
 
 ENTITY_LAYOUTS: dict[str, EntityLayout] = {

@@ -20,12 +20,18 @@ observation entries, each a plain Python `slice` or a tuple of int indices (stat
 
 Every observation index belongs to exactly one kind of exactly one entity; `EntityLayout`
 checks this when it is built (`validate`) and raises a ValueError naming the index otherwise.
+
+A `Surface` is a static fact of the scene rather than of the observation: the horizontal table top
+the objects rest on (Fetch's table; `EnvSpec.surface`). No entry of the observation says where it
+ends, so a model that sees only relative positions cannot know that a block pushed past its edge
+falls; `Surface.features` says it from an object's position.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
 
 from prototypes.types import Array, Float
@@ -37,6 +43,8 @@ __all__ = [
     "KINDS",
     "Index",
     "Entity",
+    "Surface",
+    "SURFACE_FEATURES",
     "EntityLayout",
     "indices",
     "take",
@@ -82,6 +90,51 @@ def take(x: Float[Array, "... O"], index: Index) -> Float[Array, "... K"]:
     if isinstance(index, slice):
         return x[..., index]
     return x[..., np.asarray(index, np.int32)]
+
+
+SURFACE_FEATURES = 4  # the length of `Surface.features`
+
+
+@dataclass(frozen=True)
+class Surface:
+    """A horizontal rectangular table top: x in [low[0], high[0]], y in [low[1], high[1]], at
+    height `top` (world frame, the observation's units).
+
+    Attributes:
+        low, high: the top's corners in x and y.
+        top: the top's height.
+        near: how far inside an edge the edge starts to count in `features` (0.1 m).
+
+    Raises:
+        ValueError (on construction): an empty or inverted extent, or near <= 0.
+    """
+
+    low: tuple[float, float]
+    high: tuple[float, float]
+    top: float
+    near: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not all(lo < hi for lo, hi in zip(self.low, self.high, strict=True)):
+            raise ValueError(f"a surface needs low < high in x and y, got {self.low}, {self.high}")
+        if self.near <= 0:
+            raise ValueError(f"a surface's near must be > 0, got {self.near}")
+
+    def features(self, pos: Float[Array, "... 3"]) -> Float[Array, "... 4"]:
+        """Where `pos` (xyz, NumPy or JAX) is relative to the top, 4 entries:
+
+        - the near-edge vector (2): sum over the four edges of n_e * max(0, near - d_e), with n_e
+          the edge's outward normal and d_e how far inside edge e the point is: zero in the
+          middle, pointing to the nearest edge(s) and growing as the point comes within `near`;
+        - min_e d_e: the signed distance inside the top's outline (negative off it);
+        - pos_z - top: the height above the top.
+        """
+        xp = np if isinstance(pos, np.ndarray) else jnp
+        x, y, z = pos[..., 0], pos[..., 1], pos[..., 2]
+        d = xp.stack([x - self.low[0], self.high[0] - x, y - self.low[1], self.high[1] - y], -1)
+        w = xp.maximum(0.0, self.near - d)
+        vec = xp.stack([w[..., 1] - w[..., 0], w[..., 3] - w[..., 2]], -1)
+        return xp.concatenate([vec, d.min(-1, keepdims=True), (z - self.top)[..., None]], -1)
 
 
 def _hashable(index: Index | None) -> tuple | None:

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from prototypes.envs import fetch, fetch_push2, pusher, reacher
-from prototypes.envs.layout import EntityLayout
+from prototypes.envs.layout import EntityLayout, Surface
 from prototypes.envs.variants import FACTORS, Variant, VariantWrapper, parse_variant
 from prototypes.types import DoneFn, RewardFn
 
@@ -43,6 +43,9 @@ class EnvSpec:
         layout: the observation as named entities (arm or gripper, object, goal) with typed
             index slices, covering every index once (envs/layout.py); rewards and structured
             models read it. None only for a spec built without one.
+        surface: the table top the objects rest on (Fetch's; envs/layout.py `Surface`), which
+            a structured model can be told about (`surface_features`); None where there is none
+            or it is not described.
     """
 
     name: str
@@ -57,6 +60,7 @@ class EnvSpec:
     obs_from_physics: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
     sensor_bodies: tuple[str, ...] = ()
     layout: EntityLayout | None = None
+    surface: Surface | None = None
 
 
 def _spec(
@@ -97,6 +101,7 @@ def _fetch_spec(name: str, gym_id: str) -> EnvSpec:
         reward_fn=fetch.reward_fns(name)["sparse"],  # the env's own reward
         done_fn=fetch.done_fn,
         layout=layout.entities,
+        surface=fetch.TABLE,
     )
 
 

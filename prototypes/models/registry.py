@@ -32,13 +32,18 @@ import numpy as np
 
 from prototypes.config import arg, check
 from prototypes.envs import fetch
-from prototypes.envs.registry import EnvSpec
+from prototypes.envs.registry import ALL_TASKS, EnvSpec, get_spec
 from prototypes.models.abstraction import make_abstract_model
 from prototypes.models.base import WorldModel
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
 from prototypes.models.factored import FactoredModelConfig, make_factored_model, state_to_dbn
 from prototypes.models.schema import SchemaModelConfig, make_schema_model
-from prototypes.models.structured import StructuredConfig, make_structured, tasks_with_layout
+from prototypes.models.structured import (
+    StructuredConfig,
+    check_structured_task,
+    make_structured,
+    tasks_with_layout,
+)
 
 __all__ = [
     "ModelKind",
@@ -69,6 +74,8 @@ class ModelKind:
             is more than the observation, so it cannot branch rollouts from stored data.
         tasks: the tasks it can model (None: every task).
         codebook: a discrete model over the planner's codebook rows (module docstring).
+        check_task: (cfg, spec) -> None, raising ValueError (one line) when this config cannot
+            model that task (a setting the task lacks what it needs for); None: any config can.
     """
 
     name: str
@@ -78,6 +85,7 @@ class ModelKind:
     needs_env: bool = False
     tasks: tuple[str, ...] | None = None
     codebook: bool = False
+    check_task: Callable[[Any, EnvSpec], None] | None = None
 
 
 _KINDS: dict[str, ModelKind] = {}
@@ -92,6 +100,7 @@ def register_model(
     needs_env: bool = False,
     tasks: tuple[str, ...] | None = None,
     codebook: bool = False,
+    check_task: Callable[[Any, EnvSpec], None] | None = None,
 ) -> ModelKind:
     """Register a kind of world model under `name` (re-registering a name replaces it).
 
@@ -114,6 +123,7 @@ def register_model(
         needs_env=needs_env,
         tasks=tasks,
         codebook=codebook,
+        check_task=check_task,
     )
     _KINDS[name] = kind
     return kind
@@ -224,6 +234,11 @@ def check_model(
         f"model {kind!r} needs the live simulator state, so it cannot branch rollouts from "
         "stored observations",
     )
+    if entry.check_task is not None and task in ALL_TASKS:
+        try:
+            entry.check_task(cfg, get_spec(task))
+        except ValueError as e:
+            check(False, str(e))
     check(num_envs >= 1, f"num_envs must be >= 1, got {num_envs}")
     check(
         num_envs == 1 or not entry.needs_env,
@@ -309,6 +324,7 @@ register_model(
     lambda cfg, spec, env: make_structured(cfg, spec),
     "probabilistic ensemble of object-factored graph networks over the task's entities",
     tasks=tasks_with_layout(),
+    check_task=check_structured_task,
 )
 
 

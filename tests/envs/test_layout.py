@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from prototypes.envs import ALL_TASKS, fetch, get_spec, make
-from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout, indices, take
+from prototypes.envs.layout import (
+    ARM,
+    GOAL,
+    OBJECT,
+    Entity,
+    EntityLayout,
+    Surface,
+    indices,
+    take,
+)
 
 
 @pytest.mark.parametrize("name", sorted(ALL_TASKS))
@@ -117,3 +126,33 @@ def test_bad_layouts_raise_naming_the_index():
         _layout(arm, Entity("goal", GOAL, position=slice(3, None)))
     # the good one builds and validates
     _layout(arm, Entity("goal", GOAL, position=slice(3, 6))).validate()
+
+
+def test_fetch_table_is_the_scene_table():
+    """fetch.TABLE, the surface every Fetch spec carries, is the table0 box of the loaded scene:
+    its top at body z + half-height, its outline body xy -/+ half-sizes."""
+    for name in sorted(fetch.LAYOUTS):
+        assert get_spec(name).surface == fetch.TABLE
+    m = make("fetch_push").unwrapped.model
+    body = m.body("table0")
+    size = m.geom_size[m.body_geomadr[body.id]]
+    np.testing.assert_allclose(fetch.TABLE.low, body.pos[:2] - size[:2], atol=1e-12)
+    np.testing.assert_allclose(fetch.TABLE.high, body.pos[:2] + size[:2], atol=1e-12)
+    np.testing.assert_allclose(fetch.TABLE.top, body.pos[2] + size[2], atol=1e-12)
+    assert get_spec("pusher").surface is None and get_spec("reacher").surface is None
+
+
+def test_surface_features_by_hand():
+    """Table x 1.05-1.55, y 0.40-1.10, top 0.40, near 0.1. Middle: no edge vector, 0.25 m
+    inside, 2.5 cm up. Near the +x and -y edges (5 cm inside each): the vector (0.05, -0.05).
+    Off the +x edge by 5 cm and off -y by 10 cm, 30 cm below the top: d = (0.55, -0.05, -0.1,
+    0.8), so the vector is (0.15, -0.2) and the inside distance -0.1."""
+    pos = np.array([[1.3, 0.75, 0.425], [1.5, 0.45, 0.40], [1.6, 0.30, 0.10]])
+    want = np.array([[0.0, 0.0, 0.25, 0.025], [0.05, -0.05, 0.05, 0.0], [0.15, -0.2, -0.1, -0.3]])
+    np.testing.assert_allclose(fetch.TABLE.features(pos), want, atol=1e-12)
+    jitted = jax.jit(fetch.TABLE.features)(jnp.asarray(pos[None], jnp.float32))  # [1, 3, 4]
+    np.testing.assert_allclose(np.asarray(jitted)[0], want, atol=1e-6)
+    with pytest.raises(ValueError, match=r"low < high in x and y, got \(1.0, 0.0\), \(0.5, 1.0\)"):
+        Surface(low=(1.0, 0.0), high=(0.5, 1.0), top=0.0)
+    with pytest.raises(ValueError, match="near must be > 0, got 0.0"):
+        Surface(low=(0.0, 0.0), high=(1.0, 1.0), top=0.0, near=0.0)

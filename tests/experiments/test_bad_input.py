@@ -26,6 +26,10 @@ CASES = {
         (("--population", "-5"), "planner.population must be >= 1, got -5"),
         (("--env", "cartpole"), "unknown env 'cartpole': choose from"),
         (("--variant", "colour=7"), "colour"),
+        (
+            ("--env", "pusher", "--model", "structured", "--model.surface-features"),
+            "surface_features needs a task with a described table top, not 'pusher'",
+        ),
     ],
     "mcts": [
         (UNWRITABLE, "cannot create run directory"),
@@ -53,6 +57,7 @@ CASES = {
         (("--train-episodes", "-4"), "train_episodes must be >= 2, got -4"),
         (("--env", "cartpole"), "unknown env 'cartpole'"),
         (("--variant", "mass=banana"), "banana"),
+        (("--env", "pusher", "--structured.surface-features"), "not 'pusher': choose from fetch"),
     ],
     "dyna_maze": [
         (UNWRITABLE, "cannot create run directory"),

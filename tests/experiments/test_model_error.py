@@ -88,6 +88,26 @@ def test_tiny_run_writes_metrics_plot_and_csv(me, tmp_path):
     assert len(rows) == 8 and {r["model"] for r in rows} == {"ensemble", "no_motion"}
 
 
+def test_changed_model_fields_name_the_rows_and_the_results_csv(me):
+    """A lever run is reported under the fields it changed and never overwrites the default CSV;
+    --ensemble.* and --structured.* reach the models that are built."""
+    default, _ = me.COMMAND.parse([])
+    assert default.label("structured") == "structured" and default.label("ensemble") == "ensemble"
+    assert str(default.results_path) == "experiments/results/model_error_fetch_push_0.csv"
+    cfg, _ = me.COMMAND.parse(
+        ["--seed", "2", "--structured.nll-beta", "0.5", "--structured.surface-features"]
+    )
+    assert cfg.model_config("structured").surface_features and cfg.structured.nll_beta == 0.5
+    assert cfg.label("structured") == "structured nll_beta=0.5 surface_features=True"
+    assert cfg.label("ensemble") == "ensemble"
+    assert str(cfg.results_path) == (
+        "experiments/results/"
+        "model_error_fetch_push_2_structured-nll_beta0.5_structured-surface_features.csv"
+    )
+    off, _ = me.COMMAND.parse(["--no-structured.solid-top", "--results-csv", ""])
+    assert off.label("structured") == "structured solid_top=False" and off.results_path is None
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [

@@ -9,6 +9,7 @@ import pytest
 
 from prototypes.config import ConfigError
 from prototypes.envs import ALL_TASKS, get_spec
+from prototypes.envs.fetch import TABLE
 from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout
 from prototypes.envs.registry import EnvSpec
 from prototypes.models import registry
@@ -28,6 +29,7 @@ from prototypes.models.structured import (
     prior_outputs,
     project_contacts,
     solid_extent,
+    transfer_state,
 )
 from prototypes.types import Transition
 
@@ -406,3 +408,95 @@ def test_project_contacts_solid_top_rests_an_arm_that_comes_down_on_the_object()
     out0 = project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.035, jnp.float32(0))
     ref = project_contacts(jnp.asarray(prev), jnp.asarray(nxt), pairs, 0.04, 0.035)
     np.testing.assert_array_equal(out0, ref)
+
+
+# the same scene in 3-d, on Fetch's table: obs [arm pos, vel | obj1 pos, vel | obj2 pos, vel |
+# goal pos], 21 entries
+TWO_OBJECTS_3D = EntityLayout(
+    entities=(
+        Entity("arm", ARM, position=slice(0, 3), velocity=slice(3, 6)),
+        Entity("obj1", OBJECT, position=slice(6, 9), velocity=slice(9, 12)),
+        Entity("obj2", OBJECT, position=slice(12, 15), velocity=slice(15, 18)),
+        Entity("goal", GOAL, position=slice(18, 21)),
+    ),
+    obs_dim=21,
+)
+ON_TABLE = replace(TINY, propagation="expectation", surface_features=True)
+
+
+def test_surface_features_are_each_objects_last_inputs():
+    """With a surface, each object node's inputs end with TABLE.features of its own position
+    (hand values in tests/envs/test_layout.py); the arm's are unchanged."""
+    plain = compile_graph(TWO_OBJECTS_3D, 3)
+    graph = compile_graph(TWO_OBJECTS_3D, 3, surface=TABLE)
+    arm, objs = graph.groups
+    assert (arm.in_dim, objs.in_dim) == (3, 3 + 4) and arm.surface_pos is None
+    assert graph.base_dim == plain.base_dim + 2 * 4
+    obs = np.zeros((2, 21), np.float32)
+    obs[:, 6:9] = [[1.3, 0.75, 0.425], [1.5, 0.45, 0.40]]  # obj1 in the middle / near a corner
+    obs[:, 12:15] = [[1.6, 0.30, 0.10], [1.3, 0.75, 0.425]]  # obj2 off the table / middle
+    obs[:, 9:12] = obs[:, 15:18] = 0.7  # velocities
+    x = np.asarray(graph_inputs(graph, 0.0, obs, np.zeros((2, 3), np.float32)))
+    middle, corner, off = (
+        [0.0, 0.0, 0.25, 0.025],
+        [0.05, -0.05, 0.05, 0.0],
+        [0.15, -0.2, -0.1, -0.3],
+    )
+    nodes = x[:, 3 : 3 + 2 * 7].reshape(2, 2, 7)  # after the arm's 3 velocity features
+    np.testing.assert_allclose(nodes[..., :3], 0.7)
+    np.testing.assert_allclose(nodes[:, 0, 3:], [middle, corner], atol=1e-6)
+    np.testing.assert_allclose(nodes[:, 1, 3:], [off, middle], atol=1e-6)
+    x_plain = np.asarray(graph_inputs(plain, 0.0, obs, np.zeros((2, 3), np.float32)))
+    np.testing.assert_array_equal(x[:, :3], x_plain[:, :3])  # the arm's features
+    np.testing.assert_array_equal(x[:, 3 + 14 :], x_plain[:, 3 + 6 :])  # edges, action, cut-off
+
+
+def test_with_surface_features_objects_stay_interchangeable_and_still_when_untouched():
+    """Permuting the two objects permutes the predictions (the surface features are per object,
+    pooled per type); with the edge network zeroed, both objects' mean delta is exactly zero
+    whatever the table says (a passive object still moves only through messages)."""
+    spec = replace(_spec(TWO_OBJECTS_3D, 3), surface=TABLE)
+    model = make_structured(ON_TABLE, spec)
+    state = _randomise(model.init(jax.random.key(0), None), jax.random.key(1))
+    graph = compile_graph(TWO_OBJECTS_3D, 3, lookahead=True, surface=TABLE)
+    keys_in, (keys_out, center) = _column_groups(graph)
+    x_raw = np.asarray(jax.random.normal(jax.random.key(4), (16, graph.in_dim)))
+    y_raw = np.asarray(jax.random.normal(jax.random.key(5), (16, graph.out_dim)))
+    state = state.replace(
+        in_norm=pooled_normalizer(2.0 * x_raw + 1.0, keys_in),
+        out_norm=pooled_normalizer(0.5 * y_raw - 0.2, keys_out, center),
+        prior=0.3 * jax.random.normal(jax.random.key(6), state.prior.shape),
+    )
+    obs = jax.random.normal(jax.random.key(2), (5, 21)) * 0.2
+    obs = obs.at[:, 6:9].add(jnp.array([1.3, 0.75, 0.42])).at[:, 12:15].add(1.3)
+    action = jax.random.normal(jax.random.key(3), (5, 3))
+    swap = np.r_[0:6, 12:18, 6:12, 18:21]  # obj1 <-> obj2
+    predict = jax.jit(model.predict)
+    out = predict(state, jax.random.key(5), obs, action).obs
+    out_swapped = predict(state, jax.random.key(5), obs[:, swap], action).obs
+    np.testing.assert_allclose(out_swapped, out[:, swap], atol=1e-6)
+    assert float(jnp.max(jnp.abs(out[:, 6:12] - out[:, 12:18]))) > 1e-3  # the objects differ
+    params = jax.tree.map(lambda p: p, state.params)
+    params["params"]["edge"] = jax.tree.map(jnp.zeros_like, params["params"]["edge"])
+    still = predict(state.replace(params=params), jax.random.key(5), obs, action).obs
+    np.testing.assert_array_equal(still[:, 6:18], obs[:, 6:18])
+
+
+def test_surface_features_carry_over_to_two_blocks_and_need_a_table():
+    """fetch_push -> fetch_push2 keeps the per-type encoder (inputs widened by 4 for both
+    blocks); a task without a described table top is refused in one line naming those with one."""
+    one, two = get_spec("fetch_push"), get_spec("fetch_push2")
+    state = make_structured(ON_TABLE, one).init(jax.random.key(0), None)
+    moved = transfer_state(state, ON_TABLE, one, two)
+    ref = jax.eval_shape(make_structured(ON_TABLE, two).init, jax.random.key(0), None)
+    assert jax.tree.structure(ref) == jax.tree.structure(moved)
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(moved), strict=True):
+        assert a.shape == b.shape
+    kernel = moved.params["params"]["encoder_object"]["kernel"]
+    assert kernel.shape[1] == compile_graph(two.layout, 4, surface=TABLE).groups[1].in_dim == 13
+    with pytest.raises(
+        ValueError, match="surface_features needs a task with a described table"
+    ) as e:
+        make_structured(ON_TABLE, get_spec("pusher"))
+    assert "not 'pusher': choose from fetch_push, fetch_push2, fetch_reach" in str(e.value)
+    assert "\n" not in str(e.value)
