@@ -1224,7 +1224,8 @@ def _row_order(cfg: TransferConfig, rows: list[dict]) -> list[dict]:
 
 def merge_results(cfg: TransferConfig, rows: list[dict], path: Path | None = None) -> list[dict]:
     """Add this part's per-seed rows to the results CSV (a row of the same model, seed and
-    condition is replaced, every other kept), write its sidecar config, return all rows."""
+    condition is replaced, every other kept), write its sidecar config if it has none (the
+    first part's stays), return all rows."""
     import fcntl
 
     path = path or results_path(cfg)
@@ -1240,9 +1241,10 @@ def merge_results(cfg: TransferConfig, rows: list[dict], path: Path | None = Non
         )
         _write_csv(path, merged)
         side = path.with_suffix(".json")
-        tmp = side.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(suite_config(cfg), indent=1, sort_keys=True) + "\n")
-        tmp.replace(side)
+        if not side.is_file():  # the first part's; later ones matched it (check_results) and
+            tmp = side.with_suffix(".json.tmp")  # leave it as it is, so a part run by older
+            tmp.write_text(json.dumps(suite_config(cfg), indent=1, sort_keys=True) + "\n")
+            tmp.replace(side)  # code, without a field added since, still matches it
     return merged
 
 

@@ -441,10 +441,17 @@ def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
     cfg0 = _cfg(*part)
     transfer.merge_results(cfg0, _part_rows("ensemble", 0, {"train": -40.0, "mass:test": -80.0}),
                            path)  # fmt: skip
+    # the first part's sidecar, written by older code before structured.surface_features existed
+    side = path.with_suffix(".json")
+    first = json.loads(side.read_text())
+    assert first.pop("structured.surface_features") is False
+    side.write_text(json.dumps(first))
     cfg1 = _cfg(*part, "--first-seed", "1")  # another seed: a part of the same suite
     merged = transfer.merge_results(
         cfg1, _part_rows("ensemble", 1, {"train": -60.0, "mass:test": -70.0}), path
     )
+    assert side.read_text() == json.dumps(first)  # matched (a field added since, at its
+    # default) and left as the first part wrote it, so older code's parts still match it
     assert [(r["seed"], r["condition"], r["return"]) for r in merged] == [
         (0, "train", -40.0), (0, "mass:test", -80.0), (1, "train", -60.0), (1, "mass:test", -70.0),
     ]  # fmt: skip
