@@ -832,8 +832,13 @@ def _velocity_frame(spec: EnvSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _graph_options(cfg: StructuredConfig, spec: EnvSpec) -> dict:
-    """`compile_graph`'s keyword options for a config on a task (ValueError, one line, for
-    `surface_features` on a task without a described table top)."""
+    """`compile_graph`'s keyword options for a config on a task. ValueError (one line): the task
+    has no entity layout, or `surface_features` is on and it has no described table top."""
+    if spec.layout is None:
+        raise ValueError(
+            f"task {spec.name!r} has no entity layout, which model 'structured' needs: "
+            f"choose from {', '.join(tasks_with_layout())}"
+        )
     if cfg.surface_features and spec.surface is None:
         from prototypes.envs.registry import ALL_TASKS
 
@@ -854,11 +859,6 @@ def _graph_options(cfg: StructuredConfig, spec: EnvSpec) -> dict:
 def check_structured_task(cfg: StructuredConfig, spec: EnvSpec) -> None:
     """ValueError (one line) unless `cfg` can model `spec`'s task: it has an entity layout, and
     a described table top if `surface_features` is on (the registry's check before a run)."""
-    if spec.layout is None:
-        raise ValueError(
-            f"task {spec.name!r} has no entity layout, which model 'structured' needs: "
-            f"choose from {', '.join(tasks_with_layout())}"
-        )
     _graph_options(cfg, spec)
 
 
@@ -877,8 +877,8 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
         ValueError: the task has no entity layout (one line naming the tasks that have one), or
             `surface_features` on a task without a described table top.
     """
-    check_structured_task(cfg, spec)
-    graph = compile_graph(spec.layout, spec.act_dim, **_graph_options(cfg, spec))
+    options = _graph_options(cfg, spec)  # raises before spec.layout is read
+    graph = compile_graph(spec.layout, spec.act_dim, **options)
     E, I, I0, D = cfg.members, graph.in_dim, graph.base_dim, graph.out_dim
     frame_to, frame_from = _velocity_frame(spec)
     net = GraphNet(graph=graph, hidden_size=cfg.hidden_size, hidden_layers=cfg.hidden_layers)

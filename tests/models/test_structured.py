@@ -51,17 +51,21 @@ def _spec(layout: EntityLayout, act_dim: int = 2) -> EnvSpec:
     )
 
 
-# a planar arm, two objects of one type and a goal: obs [arm pos, vel | obj1 pos, vel |
-# obj2 pos, vel | goal pos]
-TWO_OBJECTS = EntityLayout(
-    entities=(
-        Entity("arm", ARM, position=slice(0, 2), velocity=slice(2, 4)),
-        Entity("obj1", OBJECT, position=slice(4, 6), velocity=slice(6, 8)),
-        Entity("obj2", OBJECT, position=slice(8, 10), velocity=slice(10, 12)),
-        Entity("goal", GOAL, position=slice(12, 14)),
-    ),
-    obs_dim=14,
-)
+def _two_objects(p: int) -> EntityLayout:
+    """An arm, two objects of one type and a goal with p-d positions and velocities: obs
+    [arm pos, vel | obj1 pos, vel | obj2 pos, vel | goal pos], 7 p entries."""
+    return EntityLayout(
+        entities=(
+            Entity("arm", ARM, position=slice(0, p), velocity=slice(p, 2 * p)),
+            Entity("obj1", OBJECT, position=slice(2 * p, 3 * p), velocity=slice(3 * p, 4 * p)),
+            Entity("obj2", OBJECT, position=slice(4 * p, 5 * p), velocity=slice(5 * p, 6 * p)),
+            Entity("goal", GOAL, position=slice(6 * p, 7 * p)),
+        ),
+        obs_dim=7 * p,
+    )
+
+
+TWO_OBJECTS = _two_objects(2)  # planar
 
 
 def _randomise(state, key, scale: float = 0.5):
@@ -70,6 +74,20 @@ def _randomise(state, key, scale: float = 0.5):
     keys = jax.random.split(key, len(leaves))
     new = [scale * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
     return state.replace(params=jax.tree.unflatten(tree, new))
+
+
+def _random_pooled_state(model, graph):
+    """A random state (`_randomise`) with random per-type statistics, pooled over same-type
+    entities as `fit` computes them (which keeps permutations exact), and a random prior."""
+    state = _randomise(model.init(jax.random.key(0), None), jax.random.key(1))
+    keys_in, (keys_out, center) = _column_groups(graph)
+    x_raw = np.asarray(jax.random.normal(jax.random.key(4), (16, graph.in_dim)))
+    y_raw = np.asarray(jax.random.normal(jax.random.key(5), (16, graph.out_dim)))
+    return state.replace(
+        in_norm=pooled_normalizer(2.0 * x_raw + 1.0, keys_in),
+        out_norm=pooled_normalizer(0.5 * y_raw - 0.2, keys_out, center),
+        prior=0.3 * jax.random.normal(jax.random.key(6), state.prior.shape),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,19 +106,9 @@ PROPAGATIONS = ("ts1", "tsinf", "expectation")
 def test_permuting_same_type_entities_permutes_the_predictions():
     spec = _spec(TWO_OBJECTS)
     model = make_structured(replace(TINY, propagation="expectation"), spec)
-    state = _randomise(model.init(jax.random.key(0), None), jax.random.key(1))
+    state = _random_pooled_state(model, compile_graph(TWO_OBJECTS, 2, lookahead=True))
     obs = jax.random.normal(jax.random.key(2), (5, 14))
     action = jax.random.normal(jax.random.key(3), (5, 2))
-    # per-type statistics (pooled over both objects, as `fit` computes them) keep it exact
-    graph = compile_graph(TWO_OBJECTS, 2, lookahead=True)
-    keys_in, (keys_out, center) = _column_groups(graph)
-    x_raw = np.asarray(jax.random.normal(jax.random.key(4), (16, graph.in_dim)))
-    y_raw = np.asarray(jax.random.normal(jax.random.key(5), (16, graph.out_dim)))
-    state = state.replace(
-        in_norm=pooled_normalizer(2.0 * x_raw + 1.0, keys_in),
-        out_norm=pooled_normalizer(0.5 * y_raw - 0.2, keys_out, center),
-        prior=0.3 * jax.random.normal(jax.random.key(6), state.prior.shape),
-    )
     swap = np.r_[0:4, 8:12, 4:8, 12:14]  # obj1 <-> obj2
     predict = jax.jit(model.predict)
     out = predict(state, jax.random.key(5), obs, action).obs
@@ -410,17 +418,7 @@ def test_project_contacts_solid_top_rests_an_arm_that_comes_down_on_the_object()
     np.testing.assert_array_equal(out0, ref)
 
 
-# the same scene in 3-d, on Fetch's table: obs [arm pos, vel | obj1 pos, vel | obj2 pos, vel |
-# goal pos], 21 entries
-TWO_OBJECTS_3D = EntityLayout(
-    entities=(
-        Entity("arm", ARM, position=slice(0, 3), velocity=slice(3, 6)),
-        Entity("obj1", OBJECT, position=slice(6, 9), velocity=slice(9, 12)),
-        Entity("obj2", OBJECT, position=slice(12, 15), velocity=slice(15, 18)),
-        Entity("goal", GOAL, position=slice(18, 21)),
-    ),
-    obs_dim=21,
-)
+TWO_OBJECTS_3D = _two_objects(3)  # the same scene in 3-d, on Fetch's table: 21 entries
 ON_TABLE = replace(TINY, propagation="expectation", surface_features=True)
 
 
@@ -457,16 +455,8 @@ def test_with_surface_features_objects_stay_interchangeable_and_still_when_untou
     whatever the table says (a passive object still moves only through messages)."""
     spec = replace(_spec(TWO_OBJECTS_3D, 3), surface=TABLE)
     model = make_structured(ON_TABLE, spec)
-    state = _randomise(model.init(jax.random.key(0), None), jax.random.key(1))
     graph = compile_graph(TWO_OBJECTS_3D, 3, lookahead=True, surface=TABLE)
-    keys_in, (keys_out, center) = _column_groups(graph)
-    x_raw = np.asarray(jax.random.normal(jax.random.key(4), (16, graph.in_dim)))
-    y_raw = np.asarray(jax.random.normal(jax.random.key(5), (16, graph.out_dim)))
-    state = state.replace(
-        in_norm=pooled_normalizer(2.0 * x_raw + 1.0, keys_in),
-        out_norm=pooled_normalizer(0.5 * y_raw - 0.2, keys_out, center),
-        prior=0.3 * jax.random.normal(jax.random.key(6), state.prior.shape),
-    )
+    state = _random_pooled_state(model, graph)
     obs = jax.random.normal(jax.random.key(2), (5, 21)) * 0.2
     obs = obs.at[:, 6:9].add(jnp.array([1.3, 0.75, 0.42])).at[:, 12:15].add(1.3)
     action = jax.random.normal(jax.random.key(3), (5, 3))
