@@ -550,7 +550,8 @@ def train_model(
     resume = has_checkpoint(path)
     if not resume and path.exists():
         shutil.rmtree(path)  # started but no episode finished: nothing to keep
-    sub = open_run(path, sub_cfg, resume=resume, argv=[])
+    # a training saved before a config field existed resumes when the field is at its default
+    sub = open_run(path, sub_cfg, resume=resume, argv=[], added_defaults=declared_defaults(cfg))
     try:
         env = make_env(cfg, conditions(cfg)[TRAIN], cfg.context == "given")
         low, high = np.asarray(agent.spec.action_low), np.asarray(agent.spec.action_high)

@@ -21,6 +21,7 @@ from flax import serialization
 
 import experiments.mpc_episodes as mpc_episodes
 import prototypes.agents.episode as episode_lib
+import prototypes.config as cfglib
 from prototypes.data.runs import RunDir
 from prototypes.envs.variants import FACTORS, DistractorFactor, RegionFactor
 from tests.scripts import load_script
@@ -163,6 +164,33 @@ def test_interrupted_suite_resumes_and_recomputes_nothing(tiny_run, tmp_path, mo
     calls.clear()
     transfer.main([*TINY, "--out", str(out), "--resume"])  # all finished: nothing runs
     assert calls == []
+
+
+@pytest.mark.slow
+def test_training_saved_before_a_field_was_added_resumes(tiny_run, tmp_path, monkeypatch):
+    # interrupted in training episode 2, by code that had no structured.surface_features yet
+    out = tmp_path / "run"
+    real = cfglib.to_dict
+
+    def older_to_dict(cfg, *args, **kw):
+        flat = real(cfg, *args, **kw)
+        flat.pop("structured.surface_features", None)
+        return flat
+
+    with monkeypatch.context() as older:
+        older.setattr(cfglib, "to_dict", older_to_dict)
+        older.setattr(transfer, "to_dict", older_to_dict)
+        _counting(older, stop_at=2)
+        with pytest.raises(KeyboardInterrupt):
+            transfer.main([*TINY, "--out", str(out)])
+    for path in (out / "config.json", out / "train" / "ensemble_seed0" / "config.json"):
+        assert "structured.surface_features" not in json.loads(path.read_text())["config"]
+    calls = _counting(monkeypatch)
+    transfer.main([*TINY, "--out", str(out), "--resume"])
+    assert len(calls) == EPISODES - 1
+    assert (out / "per_seed.csv").read_text() == (tiny_run / "per_seed.csv").read_text()
+    with pytest.raises(SystemExit):  # another value of the missing field is a difference
+        transfer.main([*TINY, "--out", str(out), "--resume", "--structured.surface-features"])
 
 
 # --- --trained: models trained by experiments/pets.py ------------------------------------------
