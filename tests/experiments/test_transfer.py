@@ -2,7 +2,7 @@
 ensemble and oracle, 1 seed, 2 training and 2 evaluation episodes): every model faces the same
 episodes, and an interrupted suite resumes without recomputing anything that finished and ends
 with the same table as an uninterrupted run of the same seed (so the same seed gives the same
-table). --trained, on a tiny 2-episode pets.py run on Pusher: no training runs, the evaluated
+table), also when the training was saved by code that lacked a config field. --trained, on a tiny 2-episode pets.py run on Pusher: no training runs, the evaluated
 model is the pets checkpoint's to the bit, the rows say where it was trained, a resumed suite
 needs no pets run and recomputes nothing; each refusal is one line, exit status 2. A suite in
 parts (--first-seed, --only-conditions, --results): the seeds and conditions by hand, the results
