@@ -148,6 +148,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from experiments.cli import progress_bar, write_results_row
 from experiments.model_error import (
@@ -338,6 +339,79 @@ def with_noise(model: WorldModel, sigma: float, seed: int = 0) -> WorldModel:
     return dataclasses.replace(model, fit=fit)
 
 
+def with_rollout(model: WorldModel, horizon: int, steps: int = 400, lr: float = 3e-4) -> WorldModel:
+    """`model` fitted as usual, then fine-tuned on a `horizon`-step open-loop loss: each member
+    rolls its mean forward from a real state under the real actions, and the squared error of
+    every observation entry (scaled by the std of its one-step change in the data, floored at
+    1 mm) is summed over the steps. Windows are runs of consecutive transitions in the data
+    (next_obs[t] == obs[t + 1]); 10% of them are held out and the best held-out step is kept."""
+
+    def fit(state, key, data):
+        state, metrics = model.fit(state, key, data)
+        obs, act, nxt = (np.asarray(a, np.float32) for a in (data.obs, data.action, data.next_obs))
+        H = horizon
+        chained = np.all(np.abs(nxt[:-1] - obs[1:]) < 1e-6, axis=1)
+        ok = np.array([chained[t : t + H - 1].all() for t in range(len(obs) - H + 1)], dtype=bool)
+        starts = np.flatnonzero(ok)
+        idx = starts[:, None] + np.arange(H)[None]  # [W, H]
+        scale = np.maximum(np.std(nxt - obs, axis=0), 1e-3).astype(np.float32)
+        rng = np.random.default_rng(0)
+        perm = rng.permutation(len(starts))
+        n_val = max(1, len(perm) // 10)
+        val, tr = perm[:n_val], perm[n_val:]
+
+        def member_loss(p, o0, a, target):  # one member: [B, O], [B, H, A], [B, H, O]
+            st = state.replace(params=jax.tree.map(lambda x: x[None], p))
+
+            def step(o, a_t):
+                o2 = model.predict(st, jax.random.key(0), o, a_t).obs
+                return o2, o2
+
+            _, preds = jax.lax.scan(step, o0, jnp.swapaxes(a, 0, 1))  # [H, B, O]
+            err = (jnp.swapaxes(preds, 0, 1) - target) / scale
+            return jnp.mean(jnp.sum(err**2, axis=(1, 2)))
+
+        def loss(params, o0, a, target):
+            return jnp.mean(
+                jax.vmap(member_loss, in_axes=(0, None, None, None))(params, o0, a, target)
+            )
+
+        opt = optax.adam(lr)
+
+        @jax.jit
+        def train_step(params, opt_state, o0, a, target):
+            value, g = jax.value_and_grad(loss)(params, o0, a, target)
+            upd, opt_state = opt.update(g, opt_state, params)
+            return optax.apply_updates(params, upd), opt_state, value
+
+        val_loss = jax.jit(loss)
+        vi = idx[val]
+        v_args = (jnp.asarray(obs[vi[:, 0]]), jnp.asarray(act[vi]), jnp.asarray(nxt[vi]))
+        params, opt_state = state.params, opt.init(state.params)
+        best, best_params = float(val_loss(params, *v_args)), params
+        first = best
+        for i in range(steps):
+            b = idx[tr[rng.integers(0, len(tr), 32)]]
+            params, opt_state, _ = train_step(
+                params,
+                opt_state,
+                jnp.asarray(obs[b[:, 0]]),
+                jnp.asarray(act[b]),
+                jnp.asarray(nxt[b]),
+            )
+            if (i + 1) % 25 == 0:
+                v = float(val_loss(params, *v_args))
+                if v < best:
+                    best, best_params = v, params
+        print(
+            f"rollout={H}: {len(starts)} windows, held-out loss {first:.1f} -> {best:.1f}",
+            flush=True,
+        )
+        return state.replace(params=best_params), {**metrics, "rollout_val_loss": best}
+
+    return dataclasses.replace(model, fit=fit)
+
+
 def wrapped(inner_factory, spec, *, yaw: bool, table: bool) -> WorldModel:
     """A model on the block frame and/or the table-augmented observation (module docstring)."""
     extra = 4 if table else 0
@@ -443,15 +517,26 @@ def build(variant: str, spec) -> tuple[WorldModel, int]:
     overrides hidden=H, layers=L, epochs=N, patience=N."""
     if variant == "ensemble":
         return make_model("ensemble", _mean_config("ensemble"), spec), 0
-    if variant.startswith("ensemble+beta="):  # the flat ensemble with beta-NLL, its own keys
-        beta = float(variant.split("=")[1])
-        return make_model(
-            "ensemble", dataclasses.replace(_mean_config("ensemble"), nll_beta=beta), spec
-        ), 0
+    if variant.startswith("ensemble+"):  # the flat ensemble, its own keys: beta=B, rollout=K, ...
+        cfg, kw = _mean_config("ensemble"), {}
+        for part in variant.split("+")[1:]:
+            name, value = part.split("=")
+            if name == "beta":
+                cfg = dataclasses.replace(cfg, nll_beta=float(value))
+            elif name in ("rollout", "rsteps", "rlr"):
+                kw[name] = float(value)
+            else:
+                raise SystemExit(f"unknown ensemble part {part!r}: beta, rollout, rsteps, rlr")
+        model = make_model("ensemble", cfg, spec)
+        if "rollout" in kw:
+            opts = {"steps": int(kw.get("rsteps", 400)), "lr": kw.get("rlr", 3e-4)}
+            model = with_rollout(model, int(kw["rollout"]), **opts)
+        return model, 0
     parts = set(variant.split("+"))
     cfg = _mean_config("structured")
     assert isinstance(cfg, StructuredConfig)
-    noise = None
+    noise = rollout = None
+    rollout_kw: dict = {}
     for part in list(parts):
         if "=" in part:
             name, value = part.split("=")
@@ -460,18 +545,23 @@ def build(variant: str, spec) -> tuple[WorldModel, int]:
                 cfg = dataclasses.replace(cfg, nll_beta=float(value))
             elif name == "noise":
                 noise = float(value)
+            elif name == "rollout":  # fine-tune on a K-step open-loop loss (with_rollout)
+                rollout = int(value)
+            elif name in ("rsteps", "rlr"):  # with_rollout's steps and learning rate
+                rollout_kw[{"rsteps": "steps", "rlr": "lr"}[name]] = float(value)
             elif name in OVERRIDES:
                 field, typ = OVERRIDES[name]
                 cfg = dataclasses.replace(cfg, **{field: typ(value)})
             else:
-                raise SystemExit(
-                    f"unknown override {name!r}: beta, noise or {', '.join(OVERRIDES)}"
-                )
-    known = {"structured", "yaw", "table", "free", "flatfeat"}
+                known_names = ", ".join(["beta", "noise", "rollout", "rsteps", "rlr", *OVERRIDES])
+                raise SystemExit(f"unknown override {name!r}: {known_names}")
+    known = {"structured", "yaw", "table", "free", "flatfeat", "surface"}
     if parts - known:
         raise SystemExit(f"unknown variant part(s) {sorted(parts - known)}: choose from {known}")
     if "free" in parts:
         cfg = dataclasses.replace(cfg, passive_objects=False)
+    if "surface" in parts:  # the prototype's table features (--model.surface-features)
+        cfg = dataclasses.replace(cfg, surface_features=True)
     factory = make_flatfeat if "flatfeat" in parts else make_structured
     if noise is not None:
         base2 = factory
@@ -482,6 +572,9 @@ def build(variant: str, spec) -> tuple[WorldModel, int]:
         )
     else:
         model = factory(cfg, spec)
+    if rollout is not None:
+        kw = {k: int(v) if k == "steps" else v for k, v in rollout_kw.items()}
+        model = with_rollout(model, rollout, **kw)
     return model, 1
 
 

@@ -35,6 +35,7 @@ from prototypes.config import arg, check
 from prototypes.envs.registry import EnvSpec
 from prototypes.models.base import TrainingDivergedError, WorldModel
 from prototypes.models.normalizer import Normalizer, fit_normalizer
+from prototypes.models.rollout import MeanStep, make_finetune_rollout
 from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Transition
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "holdout_split",
     "minibatch_indices",
     "train_with_early_stopping",
+    "rollout_finetuner",
     "make_train_steps",
     "bucket_rows",
     "pad_rows",
@@ -92,8 +94,26 @@ class EnsembleTrainingConfig:
         "(research/model_error_levers.py)",
     )
 
+    rollout_horizon: int = arg(
+        0,
+        "after each one-step fit, fine-tune every member's mean on its own open-loop rollouts "
+        "of this many real steps (prototypes/models/rollout.py); 0 is off. 10 cut the "
+        "structured model's 10-step contact error on FetchPush by 15-30% "
+        "(research/model_error_levers.py)",
+    )
+    rollout_steps: int = arg(2000, "gradient steps of that fine-tuning, per fit")
+    rollout_lr: float = arg(1e-3, "Adam learning rate of that fine-tuning")
+
     def __post_init__(self) -> None:
         check(self.members >= 1, f"model.members must be >= 1, got {self.members}")
+        check(
+            self.rollout_horizon >= 0,
+            f"model.rollout_horizon must be >= 0 (0 is off), got {self.rollout_horizon}",
+        )
+        check(
+            self.rollout_steps >= 1, f"model.rollout_steps must be >= 1, got {self.rollout_steps}"
+        )
+        check(self.rollout_lr > 0, f"model.rollout_lr must be > 0, got {self.rollout_lr}")
         check(self.hidden_size >= 1, f"model.hidden_size must be >= 1, got {self.hidden_size}")
         check(
             self.hidden_layers >= 1, f"model.hidden_layers must be >= 1, got {self.hidden_layers}"
@@ -443,6 +463,29 @@ def train_with_early_stopping(
     return state, metrics
 
 
+def rollout_finetuner(cfg: EnsembleTrainingConfig, mean_step: MeanStep) -> Callable:
+    """`(state, key, data, metrics) -> (state, metrics)`: the multi-step fine-tuning of
+    prototypes/models/rollout.py after a fit when `cfg.rollout_horizon` > 0 (its metrics added,
+    its windows drawn from `fold_in(key, 1)`), else the state and metrics as they are.
+    `mean_step(state, obs, action)` is the model's next observation from the members' mean."""
+    if cfg.rollout_horizon == 0:
+        return lambda state, key, data, metrics: (state, metrics)
+    finetune = make_finetune_rollout(
+        mean_step,
+        horizon=cfg.rollout_horizon,
+        steps=cfg.rollout_steps,
+        learning_rate=cfg.rollout_lr,
+        batch_size=cfg.batch_size,
+        holdout=max(cfg.holdout, 0.05),
+    )
+
+    def after_fit(state, key, data, metrics):
+        state, more = finetune(state, jax.random.fold_in(key, 1), data)
+        return state, {**metrics, **more}
+
+    return after_fit
+
+
 # --- the model ------------------------------------------------------------------------------------
 
 
@@ -472,12 +515,20 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             out_norm=Normalizer.identity(O),
         )
 
+    def next_obs_by(propagate_fn, state: EnsembleState, key: PRNGKey, obs, action):
+        x = state.in_norm.normalize(jnp.concatenate([obs, action], axis=-1))
+        return obs + state.out_norm.denormalize_or_mean(
+            propagate_fn(net.apply, state.params, key, x)
+        )
+
     def predict(state: EnsembleState, key: PRNGKey, obs, action) -> Step:
         """Batched: obs [B, O], action [B, A] -> Step [B]. The key is consumed."""
-        x = state.in_norm.normalize(jnp.concatenate([obs, action], axis=-1))
-        delta = state.out_norm.denormalize_or_mean(propagate(net.apply, state.params, key, x))
-        next_obs = obs + delta
+        next_obs = next_obs_by(propagate, state, key, obs, action)
         return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
+
+    finetune = rollout_finetuner(
+        cfg, lambda st, o, a: next_obs_by(predict_expectation, st, jax.random.key(0), o, a)
+    )
 
     def fit(state: EnsembleState, key: PRNGKey, data: Transition) -> tuple[EnsembleState, Metrics]:
         """Refit normalisers, then train with early stopping on a held-out split (host loop).
@@ -487,7 +538,7 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         """
         x, y, in_norm, out_norm = training_arrays(data)
         state = state.replace(in_norm=in_norm, out_norm=out_norm)
-        return train_with_early_stopping(
+        state, metrics = train_with_early_stopping(
             state,
             key,
             x,
@@ -497,5 +548,6 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
             train_steps=train_steps,
             member_holdout_mse=member_holdout_mse,
         )
+        return finetune(state, key, data, metrics)
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="ensemble")

@@ -112,6 +112,8 @@ from prototypes.models.ensemble import (
     holdout_mse,
     make_train_steps,
     pad_rows,
+    predict_expectation,
+    rollout_finetuner,
     train_with_early_stopping,
 )
 from prototypes.models.normalizer import Normalizer
@@ -949,10 +951,14 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
 
     def predict(state: StructuredState, key: PRNGKey, obs, action) -> Step:
         """Batched: obs [B, O], action [B, A] -> Step [B]. The key is consumed."""
+        next_obs = next_obs_by(propagate, state, key, obs, action)
+        return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
+
+    def next_obs_by(propagate_fn, state: StructuredState, key: PRNGKey, obs, action):
         obs, action = jnp.asarray(obs), jnp.asarray(action)
         world = to_world(obs)
         x = model_inputs(state, world, action)
-        z = propagate(net.apply, state.params, key, x) + prior_outputs(graph, state.prior, x)
+        z = propagate_fn(net.apply, state.params, key, x) + prior_outputs(graph, state.prior, x)
         nxt = world.at[:, out_cols].add(state.out_norm.denormalize_or_mean(z))
         if pairs.size:
             c = state.contact
@@ -960,8 +966,11 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
         for rel, pos, other in graph.derived:
             rel_i, pos_i, other_i = (np.asarray(i, np.int32) for i in (rel, pos, other))
             nxt = nxt.at[:, rel_i].set(nxt[:, pos_i] - nxt[:, other_i])
-        next_obs = from_world(nxt)
-        return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
+        return from_world(nxt)
+
+    finetune = rollout_finetuner(
+        cfg, lambda st, o, a: next_obs_by(predict_expectation, st, jax.random.key(0), o, a)
+    )
 
     def training_arrays(data: Transition):
         """Normalised inputs x [N', I] and residual targets y [N', D] (zero-padded to
@@ -1007,7 +1016,7 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
                 obs_w = np.asarray(to_world(jnp.asarray(data.obs, jnp.float32)))
                 contact = np.append(contact_separation(obs_w, nxt_w, pairs), 0.0)
             state = state.replace(contact=jnp.asarray(contact, jnp.float32))
-        return train_with_early_stopping(
+        state, metrics = train_with_early_stopping(
             state,
             key,
             x,
@@ -1017,6 +1026,7 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
             train_steps=train_steps,
             member_holdout_mse=member_holdout_mse,
         )
+        return finetune(state, key, data, metrics)
 
     return WorldModel(init=jax.jit(init), predict=predict, fit=fit, name="structured")
 

@@ -24,6 +24,10 @@ CASES = {
         (("--model.learning-rate", "fast"), "invalid number: 'fast'"),
         (("--episodes", "0"), "episodes must be >= 1, got 0"),
         (("--population", "-5"), "planner.population must be >= 1, got -5"),
+        (
+            ("--model.rollout-horizon", "-1"),
+            "model.rollout_horizon must be >= 0 (0 is off), got -1",
+        ),
         (("--env", "cartpole"), "unknown env 'cartpole': choose from"),
         (("--variant", "colour=7"), "colour"),
         (
