@@ -1004,7 +1004,8 @@ def make_structured(cfg: StructuredConfig, spec: EnvSpec) -> WorldModel:
         state: StructuredState, key: PRNGKey, data: Transition
     ) -> tuple[StructuredState, Metrics]:
         """Refit normalisers and prior, then train with early stopping on a held-out split (the
-        ensemble's loop; minibatch indices from a NumPy generator seeded by `key`)."""
+        ensemble's loop, and its multi-step fine-tuning when rollout_horizon > 0; minibatch
+        indices from a NumPy generator seeded by `key`)."""
         x, y, in_norm, out_norm, prior = training_arrays(data)
         state = state.replace(in_norm=in_norm, out_norm=out_norm, prior=prior)
         if pairs.size and use_projection:
