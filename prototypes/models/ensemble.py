@@ -35,7 +35,6 @@ from prototypes.config import arg, check
 from prototypes.envs.registry import EnvSpec
 from prototypes.models.base import TrainingDivergedError, WorldModel
 from prototypes.models.normalizer import Normalizer, fit_normalizer
-from prototypes.models.rollout import MeanStep, make_finetune_rollout
 from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Transition
 
 __all__ = [
@@ -57,7 +56,7 @@ __all__ = [
     "holdout_split",
     "minibatch_indices",
     "train_with_early_stopping",
-    "rollout_finetuner",
+    "select_members",
     "make_train_steps",
     "bucket_rows",
     "pad_rows",
@@ -388,7 +387,7 @@ def minibatch_indices(
 
 
 @jax.jit
-def _select_members(mask, new: Params, old: Params) -> Params:
+def select_members(mask, new: Params, old: Params) -> Params:
     """Member-wise choice: member e of the result is new[e] where mask[e], else old[e]."""
     return jax.tree.map(
         lambda a, b: jnp.where(mask.reshape((mask.shape[0],) + (1,) * (a.ndim - 1)), a, b), new, old
@@ -447,7 +446,7 @@ def train_with_early_stopping(
         mse = np.asarray(member_holdout_mse(state.params, x, y, hold_idx, hold_w))
         improved = mse < best * (1 - 1e-4)
         if improved.any():
-            best_params = _select_members(jnp.asarray(improved), state.params, best_params)
+            best_params = select_members(jnp.asarray(improved), state.params, best_params)
             best = np.where(improved, mse, best)
             epochs_since = 0
         else:
@@ -461,29 +460,6 @@ def train_with_early_stopping(
         "model/holdout_mse": float(np.mean(best)) if n_hold else float("nan"),
     }
     return state, metrics
-
-
-def rollout_finetuner(cfg: EnsembleTrainingConfig, mean_step: MeanStep) -> Callable:
-    """`(state, key, data, metrics) -> (state, metrics)`: the multi-step fine-tuning of
-    prototypes/models/rollout.py after a fit when `cfg.rollout_horizon` > 0 (its metrics added,
-    its windows drawn from `fold_in(key, 1)`), else the state and metrics as they are.
-    `mean_step(state, obs, action)` is the model's next observation from the members' mean."""
-    if cfg.rollout_horizon == 0:
-        return lambda state, key, data, metrics: (state, metrics)
-    finetune = make_finetune_rollout(
-        mean_step,
-        horizon=cfg.rollout_horizon,
-        steps=cfg.rollout_steps,
-        learning_rate=cfg.rollout_lr,
-        batch_size=cfg.batch_size,
-        holdout=max(cfg.holdout, 0.05),
-    )
-
-    def after_fit(state, key, data, metrics):
-        state, more = finetune(state, jax.random.fold_in(key, 1), data)
-        return state, {**metrics, **more}
-
-    return after_fit
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -525,6 +501,8 @@ def make_ensemble(cfg: EnsembleConfig, spec: EnvSpec) -> WorldModel:
         """Batched: obs [B, O], action [B, A] -> Step [B]. The key is consumed."""
         next_obs = next_obs_by(propagate, state, key, obs, action)
         return Step(obs=next_obs, reward=reward_fn(obs, action, next_obs), done=done_fn(next_obs))
+
+    from prototypes.models.rollout import rollout_finetuner  # rollout.py imports this module
 
     finetune = rollout_finetuner(
         cfg, lambda st, o, a: next_obs_by(predict_expectation, st, jax.random.key(0), o, a)

@@ -28,9 +28,16 @@ import numpy as np
 import optax
 
 from prototypes.models.base import TrainingDivergedError
+from prototypes.models.ensemble import EnsembleTrainingConfig, bucket_rows, select_members
 from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Transition
 
-__all__ = ["rollout_windows", "rollout_errors", "make_finetune_rollout", "MeanStep"]
+__all__ = [
+    "rollout_windows",
+    "rollout_errors",
+    "make_finetune_rollout",
+    "rollout_finetuner",
+    "MeanStep",
+]
 
 # (state holding one member's params [1, ...], obs [B, O], action [B, A]) -> next obs [B, O]
 MeanStep = Callable[[Any, Float[Array, "B O"], Float[Array, "B A"]], Float[Array, "B O"]]
@@ -79,19 +86,6 @@ def rollout_errors(
     return jax.vmap(member)(params)
 
 
-def _select(mask: Array, new: Params, old: Params) -> Params:
-    """Member e of `new` where mask[e], else of `old` (member-stacked params)."""
-    return jax.tree.map(
-        lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old
-    )
-
-
-def _bucket(n: int) -> int:
-    """The smallest power of two >= max(n, 16): the held-out set's padded size, so a growing
-    data set recompiles the held-out error only when it crosses a power of two."""
-    return 1 << (max(n, 16) - 1).bit_length()
-
-
 def make_finetune_rollout(
     step: MeanStep,
     *,
@@ -103,8 +97,8 @@ def make_finetune_rollout(
 ) -> Callable[[Any, PRNGKey, Transition], tuple[Any, Metrics]]:
     """A `finetune(state, key, data) -> (state, metrics)` that fine-tunes `state.params`
     (member-stacked) on the `horizon`-step open-loop error of `step` (module docstring). Its
-    jitted parts are built once here and take the state as an argument, so refitting a growing
-    data set does not recompile them.
+    jitted parts are built once here and take the state as an argument, and the held-out windows
+    are padded to `bucket_rows`, so refitting a growing data set rarely recompiles them.
 
     `finetune` draws windows with NumPy from a generator seeded by `key`; `holdout` of them (at
     least one) pick each member's best parameters, checked at the start and every 25 steps (so
@@ -154,7 +148,7 @@ def make_finetune_rollout(
             rows = t[..., None] + offsets
             return jnp.asarray(obs[t]), jnp.asarray(act[rows]), jnp.asarray(nxt[rows])
 
-        padded = np.concatenate([hold, np.full(_bucket(n_hold) - n_hold, hold[0])])
+        padded = np.resize(hold, bucket_rows(n_hold))  # cycled to a fixed size, as holdout_split
         weight = jnp.asarray(np.arange(len(padded)) < n_hold, jnp.float32)
         hold_args = (state, scale, weight, *windows(padded))
         params, opt_state = state.params, optimizer.init(state.params)
@@ -172,7 +166,7 @@ def make_finetune_rollout(
             err = np.asarray(held_out(params, *hold_args))
             improved = err < best
             if improved.any():
-                best_params = _select(jnp.asarray(improved), params, best_params)
+                best_params = select_members(jnp.asarray(improved), params, best_params)
                 best = np.where(improved, err, best)
         metrics = {
             "model/rollout_windows": float(len(starts)),
@@ -182,3 +176,26 @@ def make_finetune_rollout(
         return state.replace(params=best_params), metrics
 
     return finetune
+
+
+def rollout_finetuner(cfg: EnsembleTrainingConfig, mean_step: MeanStep) -> Callable:
+    """`(state, key, data, metrics) -> (state, metrics)`: the multi-step fine-tuning of
+    `make_finetune_rollout` after a fit when `cfg.rollout_horizon` > 0 (its metrics added,
+    its windows drawn from `fold_in(key, 1)`), else the state and metrics as they are.
+    `mean_step(state, obs, action)` is the model's next observation from the members' mean."""
+    if cfg.rollout_horizon == 0:
+        return lambda state, key, data, metrics: (state, metrics)
+    finetune = make_finetune_rollout(
+        mean_step,
+        horizon=cfg.rollout_horizon,
+        steps=cfg.rollout_steps,
+        learning_rate=cfg.rollout_lr,
+        batch_size=cfg.batch_size,
+        holdout=max(cfg.holdout, 0.05),
+    )
+
+    def after_fit(state, key, data, metrics):
+        state, more = finetune(state, jax.random.fold_in(key, 1), data)
+        return state, {**metrics, **more}
+
+    return after_fit

@@ -113,10 +113,10 @@ from prototypes.models.ensemble import (
     make_train_steps,
     pad_rows,
     predict_expectation,
-    rollout_finetuner,
     train_with_early_stopping,
 )
 from prototypes.models.normalizer import Normalizer
+from prototypes.models.rollout import rollout_finetuner
 from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Step, Transition
 
 __all__ = [
