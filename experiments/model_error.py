@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,7 +315,9 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
             jax.random.fold_in(jax.random.key(cfg.seed), i), 3
         )
         state = model.init(key_init, jax.tree.map(lambda x: x[0], data))
+        started = time.perf_counter()
         state, fit_metrics = model.fit(state, key_fit, data)
+        print(f"model_error.py: {cfg.label(kind)}: " + _fit_summary(fit_metrics, started))
         step = jax.jit(functools.partial(_mean_next_obs, model, state, key_pred))
         errors = object_errors(step, test_eps, obj, cfg.horizon, cfg.contact_threshold)
         for row in summarise(cfg.label(kind), errors, cfg.horizon):
@@ -335,6 +338,21 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
         records.append(row)
     _report(cfg, run, records)
     return run
+
+
+def _fit_summary(metrics: dict, started: float) -> str:
+    """One line on a fit: wall seconds (compilation included), epochs, and where the multi-step
+    fine-tuning's held-out error was best when it ran (near --*.rollout-steps: still
+    improving)."""
+    line = f"fit {time.perf_counter() - started:.1f} s"
+    if "model/epochs" in metrics:
+        line += f", {metrics['model/epochs']} epochs"
+    if "model/rollout_best_step" in metrics:
+        line += (
+            f", multi-step fine-tuning best at step {metrics['model/rollout_best_step']:.0f}"
+            " (members' mean)"
+        )
+    return line
 
 
 def _report(cfg: ModelErrorConfig, run: RunDir, records: list[dict]) -> None:

@@ -103,8 +103,10 @@ def make_finetune_rollout(
     `finetune` draws windows with NumPy from a generator seeded by `key`; `holdout` of them (at
     least one) pick each member's best parameters, checked at the start and every 25 steps (so
     no member ends worse on them than its one-step fit). With fewer than two windows it returns
-    the state unchanged. Metrics: model/rollout_windows, and the held-out open-loop error per
-    window (members' mean) before and after, model/rollout_error_before and _after.
+    the state unchanged. Metrics: model/rollout_windows; the held-out open-loop error per window
+    (members' mean) before and after, model/rollout_error_before and _after; and the step at
+    which each member's kept parameters were reached, members' mean, model/rollout_best_step
+    (0: the one-step fit was kept; near `steps`: still improving when it stopped).
 
     Raises (from `finetune`):
         TrainingDivergedError: the rollout loss became non-finite.
@@ -154,6 +156,7 @@ def make_finetune_rollout(
         params, opt_state = state.params, optimizer.init(state.params)
         best = np.asarray(held_out(params, *hold_args))
         before, best_params = float(np.mean(best)), params
+        best_step = np.zeros(len(best))
         for done in range(0, steps, _EVAL_EVERY):
             n = min(_EVAL_EVERY, steps - done)
             batches = windows(train[rng.integers(0, len(train), (n, batch_size))])
@@ -168,10 +171,12 @@ def make_finetune_rollout(
             if improved.any():
                 best_params = select_members(jnp.asarray(improved), params, best_params)
                 best = np.where(improved, err, best)
+                best_step = np.where(improved, done + n, best_step)
         metrics = {
             "model/rollout_windows": float(len(starts)),
             "model/rollout_error_before": before,
             "model/rollout_error_after": float(np.mean(best)),
+            "model/rollout_best_step": float(np.mean(best_step)),
         }
         return state.replace(params=best_params), metrics
 

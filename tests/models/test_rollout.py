@@ -81,6 +81,20 @@ def test_finetuning_finds_the_true_linear_dynamics():
     np.testing.assert_allclose(out.params["w"][:, 0], [0.9, 0.9], atol=1e-3)
     assert metrics["model/rollout_windows"] == 10 * (20 - 5 + 1)
     assert metrics["model/rollout_error_after"] < 1e-4 < metrics["model/rollout_error_before"]
+    assert 0 < metrics["model/rollout_best_step"] <= 300
+
+
+def test_a_fit_that_cannot_improve_keeps_its_start_and_says_so():
+    """At learning rate 0 the parameters never move, so no check improves on the start: the
+    one-step fit is kept unchanged and the best step is 0."""
+    finetune = make_finetune_rollout(
+        toy_step, horizon=5, steps=50, learning_rate=0.0, batch_size=8, holdout=0.2
+    )
+    state = Toy({"w": jnp.array([[0.5], [1.2]])})
+    out, metrics = finetune(state, jax.random.key(0), _episodes([20] * 4))
+    np.testing.assert_array_equal(out.params["w"], state.params["w"])
+    assert metrics["model/rollout_best_step"] == 0.0
+    assert metrics["model/rollout_error_after"] == metrics["model/rollout_error_before"] > 0
 
 
 def test_too_few_windows_leave_the_state_as_it_is():
