@@ -317,7 +317,8 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
         state = model.init(key_init, jax.tree.map(lambda x: x[0], data))
         started = time.perf_counter()
         state, fit_metrics = model.fit(state, key_fit, data)
-        print(f"model_error.py: {cfg.label(kind)}: " + _fit_summary(fit_metrics, started))
+        seconds = time.perf_counter() - started
+        print(f"model_error.py: {cfg.label(kind)}: " + _fit_summary(fit_metrics, seconds))
         step = jax.jit(functools.partial(_mean_next_obs, model, state, key_pred))
         errors = object_errors(step, test_eps, obj, cfg.horizon, cfg.contact_threshold)
         for row in summarise(cfg.label(kind), errors, cfg.horizon):
@@ -340,11 +341,11 @@ def train(cfg: ModelErrorConfig, run: RunDir, *, resume: bool, progress: bool = 
     return run
 
 
-def _fit_summary(metrics: dict, started: float) -> str:
+def _fit_summary(metrics: dict, seconds: float) -> str:
     """One line on a fit: wall seconds (compilation included), epochs, and where the multi-step
     fine-tuning's held-out error was best when it ran (near --*.rollout-steps: still
     improving)."""
-    line = f"fit {time.perf_counter() - started:.1f} s"
+    line = f"fit {seconds:.1f} s"
     if "model/epochs" in metrics:
         line += f", {metrics['model/epochs']} epochs"
     if "model/rollout_best_step" in metrics:
