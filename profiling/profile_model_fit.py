@@ -29,7 +29,7 @@ import numpy as np
 
 from prototypes.agents.episode import run_episode
 from prototypes.envs import get_spec, make
-from prototypes.models import ensemble as ensemble_lib
+from prototypes.models import fitting
 from prototypes.models.ensemble import EnsembleConfig, make_ensemble
 
 try:  # kernprof -l puts a LineProfiler named `profile` into builtins
@@ -86,7 +86,7 @@ def main() -> None:
     steady = [timed_fit(model, state, jax.random.key(2 + i), data)[0] for i in range(args.fits)]
     mean = float(np.mean(steady))
     train = n - int(cfg.holdout * n)
-    steps = -(-train // (cfg.batch_size * ensemble_lib._CHUNK)) * ensemble_lib._CHUNK
+    steps = -(-train // (cfg.batch_size * fitting.CHUNK_STEPS)) * fitting.CHUNK_STEPS
     print(f"{n} transitions, {cfg.members} members x {cfg.hidden_layers} x {cfg.hidden_size}, "
           f"batch {cfg.batch_size}, {metrics['model/epochs']} epochs per fit")
     print(f"first fit (compile + run): {first:.2f} s | compile ~{first - mean:.2f} s")

@@ -13,7 +13,7 @@ Under kernprof it times every line of:
   log, checkpoint, plot hook;
 - `drive_episode` (prototypes/agents/episode.py): per step, the policy (one jitted planning call,
   which the `act(state, t, obs)` line contains), the env step and the bookkeeping;
-- `train_with_early_stopping` (prototypes/models/ensemble.py): the ensemble's epoch loop;
+- `train_with_early_stopping` (prototypes/models/fitting.py): the ensemble's epoch loop;
 - `RunDir.save_checkpoint` and pets.py's `_plot`: what the run writes.
 
 Compilation is reported apart: the table printed at the end (from the run's perf.jsonl) splits
@@ -39,7 +39,7 @@ from _experiments import load_experiment  # profiling/ is on sys.path when run a
 from experiments import mpc_episodes
 from prototypes.agents import episode
 from prototypes.data.runs import RunDir
-from prototypes.models import ensemble
+from prototypes.models import fitting
 
 
 def register(pets) -> bool:
@@ -55,7 +55,7 @@ def register(pets) -> bool:
     for f in (
         mpc_episodes.run_mpc_episodes,
         episode.drive_episode,
-        ensemble.train_with_early_stopping,
+        fitting.train_with_early_stopping,
         RunDir.save_checkpoint,
         pets._plot,
     ):

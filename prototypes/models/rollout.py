@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from prototypes.models.base import TrainingDivergedError
-from prototypes.models.ensemble import EnsembleTrainingConfig, bucket_rows, select_members
+from prototypes.models.fitting import EnsembleTrainingConfig, bucket_rows, select_members
 from prototypes.types import Array, Float, Metrics, Params, PRNGKey, Transition
 
 __all__ = [

@@ -106,13 +106,15 @@ from prototypes.envs.registry import EnvSpec
 from prototypes.models.base import WorldModel
 from prototypes.models.ensemble import (
     PREDICT_BY_PROPAGATION,
-    EnsembleTrainingConfig,
-    bucket_rows,
     ensemble_loss,
     holdout_mse,
+    predict_expectation,
+)
+from prototypes.models.fitting import (
+    EnsembleTrainingConfig,
+    bucket_rows,
     make_train_steps,
     pad_rows,
-    predict_expectation,
     train_with_early_stopping,
 )
 from prototypes.models.normalizer import Normalizer

@@ -16,9 +16,7 @@ from prototypes.models.ensemble import (
     GaussianMLP,
     ensemble_loss,
     gaussian_nll,
-    holdout_split,
     make_ensemble,
-    minibatch_indices,
     predict_expectation,
     predict_ts1,
     predict_tsinf,
@@ -335,26 +333,3 @@ def test_training_arrays_are_standardised_and_padded():
     np.testing.assert_allclose(np.std(x[:100], axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(x[100:], 0.0)
     np.testing.assert_allclose(in_norm.mean[:O], np.mean(data.obs, axis=0), atol=1e-6)
-
-
-def test_holdout_split_partitions_the_rows():
-    # 50 rows, holdout 0.2: 10 held out, padded by cycling to 64 with weight 0 on the fill
-    train, hold_idx, hold_w = holdout_split(np.random.default_rng(0), 50, 0.2)
-    hold = np.asarray(hold_idx)[:10]
-    assert len(train) == 40 and hold_idx.shape == (64,) and float(hold_w.sum()) == 10.0
-    np.testing.assert_array_equal(np.sort(np.concatenate([train, hold])), np.arange(50))
-    np.testing.assert_array_equal(np.asarray(hold_idx)[10:20], hold)  # the fill cycles
-    # under 20 rows nothing is held out
-    train, _, hold_w = holdout_split(np.random.default_rng(0), 19, 0.2)
-    assert len(train) == 19 and float(hold_w.sum()) == 0.0
-
-
-def test_minibatch_indices_without_bootstrap_cover_the_data_once_per_member():
-    train = np.arange(10, 34)  # 24 rows = 3 steps x 8
-    idx = minibatch_indices(np.random.default_rng(0), train, 3, 2, 8, bootstrap=False)
-    assert idx.shape == (3, 2, 8)
-    for e in range(2):
-        np.testing.assert_array_equal(np.sort(idx[:, e].ravel()), train)
-    assert not np.array_equal(idx[:, 0], idx[:, 1])  # each member its own shuffle
-    boot = minibatch_indices(np.random.default_rng(0), train, 3, 2, 8, bootstrap=True)
-    assert boot.shape == (3, 2, 8) and np.isin(boot, train).all()
