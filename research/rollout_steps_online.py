@@ -50,6 +50,8 @@ def main() -> None:
     args = p.parse_args()
     loaded = pets.load_run(Path(args.run))
     cfg = loaded.cfg
+    if getattr(cfg.model, "rollout_horizon", 0) <= 0:
+        p.error(f"--run {args.run}: its model has no multi-step fine-tuning (rollout_horizon 0)")
     model_cfg = dataclasses.replace(cfg.model, rollout_steps=args.steps)
     model = make_model(cfg.model_kind, model_cfg, loaded.built.spec)
     data = replay.contents(loaded.state.buffer)
