@@ -2,8 +2,8 @@
 contact, at equal data.
 
     python experiments/model_error.py --env fetch_push --models ensemble,structured --seed 0
-    python experiments/model_error.py --seed 0 --structured.nll-beta 0.5 \\
-        --structured.surface-features          # the structured model with two levers on
+    python experiments/model_error.py --seed 0 --structured.rollout-horizon 0 \\
+        --structured.nll-beta 0                # the structured model without two of its levers
 
 Data: `--train-episodes` episodes, half with uniform random actions and half with a scripted
 pusher (the gripper goes behind the object, away from the goal, then pushes towards the goal,
@@ -13,7 +13,7 @@ registry at its config defaults (the flat ensemble's and the structured model's 
 `--ensemble.*` and `--structured.*`), with `propagation=expectation` where its config has that
 field (the prediction is the model's mean), and fit once on the same training transitions. A
 model whose config is not its default is reported under its kind and the fields changed
-("structured nll_beta=0.5 surface_features=True"), and the default results CSV gets them in its
+("structured nll_beta=0.0 rollout_horizon=0"), and the default results CSV gets them in its
 name, so a lever run never overwrites the default report.
 
 Errors are of the object's position (the OBJECT entity's position slice of the task's layout),

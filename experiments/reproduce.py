@@ -165,8 +165,12 @@ class TransferReproduction:
 # of each 50 by then; pets.py's 500 would cost ~6 CPU-hours per model and seed here), the oracle
 # with seed 0 only (its seeds differ in planner noise alone). The shifts keep the physics nominal
 # in training; mass and friction are a suite of their own, hidden and given.
+# The structured model at its defaults before 2026-12-05 (plain NLL, no rollout fine-tuning, no
+# table top), the config the committed suites' rows were run with.
 _FETCH_PUSH = ("--env", "fetch_push", "--models", "ensemble,structured,oracle",
-               "--train-episodes", "100", "--oracle-seeds", "1", "--no-progress")
+               "--train-episodes", "100", "--oracle-seeds", "1", "--no-progress",
+               "--structured.nll-beta", "0", "--structured.rollout-horizon", "0",
+               "--no-structured.surface-features")
 TRANSFERS: dict[str, TransferReproduction] = {
     "transfer-fetch-push": TransferReproduction(
         suites=(

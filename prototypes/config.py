@@ -40,11 +40,19 @@ class ConfigError(ValueError):
     """A config value is out of range; the message names the value and what is allowed."""
 
 
-def arg(default: Any, help: str) -> Any:
-    """A dataclass field with a default and its --help text."""
+_UNSET = object()
+
+
+def arg(default: Any, help: str, *, absent: Any = _UNSET) -> Any:
+    """A dataclass field with a default and its --help text.
+
+    `absent`: the value that a config saved before the field existed implicitly has, when that
+    is no longer `default` (a default changed after the field was added: the run, a results
+    sidecar, still means the old behaviour). See `declared_defaults`."""
+    meta = {"help": help} if absent is _UNSET else {"help": help, "absent": absent}
     if dataclasses.is_dataclass(default):
-        return dataclasses.field(default_factory=lambda: default, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def check(ok: bool, message: str) -> None:
@@ -179,12 +187,15 @@ def declared_defaults(cfg: Any) -> dict[str, Any]:
 
     A field added to a config must default to the behaviour of the code before it existed; these
     are then the values that a run saved before the field was added implicitly had (see
-    `prototypes.data.runs.open_run`)."""
+    `prototypes.data.runs.open_run`). A field whose default changed later declares that older
+    value as `arg(..., absent=...)`, and it is the one given here."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         if dataclasses.is_dataclass(v):
             out.update({f"{f.name}.{k}": x for k, x in declared_defaults(v).items()})
+        elif "absent" in f.metadata:
+            out[f.name] = f.metadata["absent"]
         elif f.default is not dataclasses.MISSING:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:

@@ -10,6 +10,9 @@ checkpoint: both models (model_error.py's configs, mean predictions) are fit on 
 contact definitions. The data were collected by the run's own planner (the structured model's,
 for a `--model structured` run), which is a bias to keep in mind: compare runs of both models.
 
+(The findings below were measured at the structured model's defaults before 2026-12-05: plain NLL,
+no rollout fine-tuning, no table features. The script follows today's defaults.)
+
 Findings (2026-12-03; the three structured FetchPush runs of issue 11 at 191 / 159 / 143 episodes,
 fit on episodes 1-100, scored on the last 20; object error in cm, ensemble / structured / no
 motion, ratio structured / ensemble):

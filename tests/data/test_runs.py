@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prototypes.config import declared_defaults
+from prototypes.config import arg, declared_defaults
 from prototypes.data import runs as runs_lib
 from prototypes.data.runs import (
     CheckpointError,
@@ -98,6 +98,28 @@ def test_declared_defaults_are_the_classes_not_the_layers():
         "model.sizes": (1, 2),
         "tags": [],
     }
+
+
+def test_a_default_changed_later_keeps_its_absent_value(tmp_path):
+    """`arg(..., absent=v)`: a field whose default changed after it was added declares the value
+    that configs saved without it meant; a run saved before it resumes only with that value."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Model:
+        beta: float = arg(0.5, "now on by default", absent=0.0)
+        width: int = arg(64, "unchanged")
+
+    declared = declared_defaults(Model())
+    assert declared == {"beta": 0.0, "width": 64}
+    assert dataclasses.fields(Model)[0].metadata["help"] == "now on by default"
+    open_run(tmp_path / "r", {"width": 64}, resume=False).save_checkpoint({"step": 1})
+    for beta, ok in ((0.0, True), (0.5, False)):
+        config = {"width": 64, "beta": beta}
+        if ok:
+            open_run(tmp_path / "r", config, resume=True, added_defaults=declared)
+        else:
+            with pytest.raises(CheckpointError, match=r"differs in: beta\)"):
+                open_run(tmp_path / "r", config, resume=True, added_defaults=declared)
 
 
 def test_metrics_append_and_truncate(tmp_path):

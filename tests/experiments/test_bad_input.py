@@ -31,8 +31,8 @@ CASES = {
         (("--env", "cartpole"), "unknown env 'cartpole': choose from"),
         (("--variant", "colour=7"), "colour"),
         (
-            ("--env", "pusher", "--model", "structured", "--model.surface-features"),
-            "surface_features needs a task with a described table top, not 'pusher'",
+            ("--env", "cartpole", "--model", "structured"),
+            "unknown env 'cartpole': choose from",
         ),
     ],
     "mcts": [
@@ -61,7 +61,10 @@ CASES = {
         (("--train-episodes", "-4"), "train_episodes must be >= 2, got -4"),
         (("--env", "cartpole"), "unknown env 'cartpole'"),
         (("--variant", "mass=banana"), "banana"),
-        (("--env", "pusher", "--structured.surface-features"), "not 'pusher': choose from fetch"),
+        (
+            ("--structured.rollout-horizon", "-2"),
+            "model.rollout_horizon must be >= 0 (0 is off), got -2",
+        ),
     ],
     "dyna_maze": [
         (UNWRITABLE, "cannot create run directory"),

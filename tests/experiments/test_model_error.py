@@ -94,15 +94,17 @@ def test_changed_model_fields_name_the_rows_and_the_results_csv(me):
     default, _ = me.COMMAND.parse([])
     assert default.label("structured") == "structured" and default.label("ensemble") == "ensemble"
     assert str(default.results_path) == "experiments/results/model_error_fetch_push_0.csv"
-    cfg, _ = me.COMMAND.parse(
-        ["--seed", "2", "--structured.nll-beta", "0.5", "--structured.surface-features"]
+    # the structured model's defaults before 2026-12-05, as flags
+    earlier = ["--structured.nll-beta", "0", "--structured.rollout-horizon", "0"]
+    cfg, _ = me.COMMAND.parse(["--seed", "2", *earlier, "--no-structured.surface-features"])
+    assert not cfg.model_config("structured").surface_features and cfg.structured.nll_beta == 0
+    assert cfg.label("structured") == (
+        "structured nll_beta=0.0 rollout_horizon=0 surface_features=False"
     )
-    assert cfg.model_config("structured").surface_features and cfg.structured.nll_beta == 0.5
-    assert cfg.label("structured") == "structured nll_beta=0.5 surface_features=True"
     assert cfg.label("ensemble") == "ensemble"
     assert str(cfg.results_path) == (
-        "experiments/results/"
-        "model_error_fetch_push_2_structured-nll_beta0.5_structured-surface_features.csv"
+        "experiments/results/model_error_fetch_push_2_structured-nll_beta0.0_"
+        "structured-rollout_horizon0_structured-surface_featuresoff.csv"
     )
     off, _ = me.COMMAND.parse(["--no-structured.solid-top", "--results-csv", ""])
     assert off.label("structured") == "structured solid_top=False" and off.results_path is None

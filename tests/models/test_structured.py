@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prototypes.config import ConfigError
+from prototypes.config import ConfigError, declared_defaults
 from prototypes.envs import ALL_TASKS, get_spec
 from prototypes.envs.fetch import TABLE
 from prototypes.envs.layout import ARM, GOAL, OBJECT, Entity, EntityLayout
@@ -33,7 +33,18 @@ from prototypes.models.structured import (
 )
 from prototypes.types import Transition
 
-TINY = StructuredConfig(members=2, hidden_size=8, hidden_layers=1, max_epochs=3, batch_size=16)
+# The graph tests train with the plain NLL and no rollout fine-tuning or table top (the
+# defaults before 2026-12-05): what they check is the graph, and the levers have tests of their own
+TINY = StructuredConfig(
+    members=2,
+    hidden_size=8,
+    hidden_layers=1,
+    max_epochs=3,
+    batch_size=16,
+    nll_beta=0.0,
+    rollout_horizon=0,
+    surface_features=False,
+)
 
 
 def _spec(layout: EntityLayout, act_dim: int = 2) -> EnvSpec:
@@ -472,9 +483,10 @@ def test_with_surface_features_objects_stay_interchangeable_and_still_when_untou
     np.testing.assert_array_equal(still[:, 6:18], obs[:, 6:18])
 
 
-def test_surface_features_carry_over_to_two_blocks_and_need_a_table():
+def test_surface_features_carry_over_to_two_blocks_and_are_absent_without_a_table():
     """fetch_push -> fetch_push2 keeps the per-type encoder (inputs widened by 4 for both
-    blocks); a task without a described table top is refused in one line naming those with one."""
+    blocks); on a task without a described table top (Pusher) the flag changes nothing, so it
+    can be on by default."""
     one, two = get_spec("fetch_push"), get_spec("fetch_push2")
     state = make_structured(ON_TABLE, one).init(jax.random.key(0), None)
     moved = transfer_state(state, ON_TABLE, one, two)
@@ -484,9 +496,29 @@ def test_surface_features_carry_over_to_two_blocks_and_need_a_table():
         assert a.shape == b.shape
     kernel = moved.params["params"]["encoder_object"]["kernel"]
     assert kernel.shape[1] == compile_graph(two.layout, 4, surface=TABLE).groups[1].in_dim == 13
-    with pytest.raises(
-        ValueError, match="surface_features needs a task with a described table"
-    ) as e:
-        make_structured(ON_TABLE, get_spec("pusher"))
-    assert "not 'pusher': choose from fetch_push, fetch_push2, fetch_reach" in str(e.value)
-    assert "\n" not in str(e.value)
+    pusher = get_spec("pusher")
+    on, off = (
+        jax.eval_shape(make_structured(c, pusher).init, jax.random.key(0), None)
+        for c in (ON_TABLE, replace(ON_TABLE, surface_features=False))
+    )
+    assert [a.shape for a in jax.tree.leaves(on)] == [b.shape for b in jax.tree.leaves(off)]
+
+
+def test_defaults_are_the_levers_and_saved_configs_without_them_mean_the_old_ones():
+    """The defaults are beta-NLL 0.5, 10-step rollout fine-tuning for 250 steps and the table top;
+    a run or results sidecar saved before those fields existed means 0, 0 and no table
+    (`declared_defaults`), not the new defaults."""
+    cfg = StructuredConfig()
+    assert (cfg.nll_beta, cfg.rollout_horizon, cfg.rollout_steps, cfg.surface_features) == (
+        0.5,
+        10,
+        250,
+        True,
+    )
+    absent = declared_defaults(cfg)
+    assert (absent["nll_beta"], absent["rollout_horizon"], absent["surface_features"]) == (
+        0.0,
+        0,
+        False,
+    )
+    assert absent["solid_top"] is True and absent["rollout_steps"] == 250  # the rest: defaults
