@@ -14,6 +14,8 @@ Under kernprof it times every line of:
 - `drive_episode` (prototypes/agents/episode.py): per step, the policy (one jitted planning call,
   which the `act(state, t, obs)` line contains), the env step and the bookkeeping;
 - `train_with_early_stopping` (prototypes/models/fitting.py): the ensemble's epoch loop;
+- the multi-step fine-tuning after it (`finetune` in prototypes/models/rollout.py; the structured
+  model's default): its chunks of 25 gradient steps and the held-out checks between them;
 - `RunDir.save_checkpoint` and pets.py's `_plot`: what the run writes.
 
 Compilation is reported apart: the table printed at the end (from the run's perf.jsonl) splits
@@ -39,7 +41,7 @@ from _experiments import load_experiment  # profiling/ is on sys.path when run a
 from experiments import mpc_episodes
 from prototypes.agents import episode
 from prototypes.data.runs import RunDir
-from prototypes.models import fitting
+from prototypes.models import fitting, rollout
 
 
 def register(pets) -> bool:
@@ -52,10 +54,20 @@ def register(pets) -> bool:
     if profiler is None or not hasattr(profiler, "add_function"):
         return False
     pets.main = profiler(pets.main)
+    # line_profiler times by code object: this `finetune` registers every model's own copy
+    finetune = rollout.make_finetune_rollout(
+        lambda state, obs, action: obs,
+        horizon=1,
+        steps=1,
+        learning_rate=1e-3,
+        batch_size=1,
+        holdout=0.1,
+    )
     for f in (
         mpc_episodes.run_mpc_episodes,
         episode.drive_episode,
         fitting.train_with_early_stopping,
+        finetune,
         RunDir.save_checkpoint,
         pets._plot,
     ):

@@ -2,8 +2,9 @@
 ensemble and oracle, 1 seed, 2 training and 2 evaluation episodes): every model faces the same
 episodes, and an interrupted suite resumes without recomputing anything that finished and ends
 with the same table as an uninterrupted run of the same seed (so the same seed gives the same
-table), also when the training was saved by code that lacked a config field. --trained, on a tiny 2-episode pets.py run on Pusher: no training runs, the evaluated
-model is the pets checkpoint's to the bit, the rows say where it was trained, a resumed suite
+table), also when the training was saved by code that lacked a config field. --trained, on a
+tiny 2-episode pets.py run on Pusher: no training runs, the evaluated model is the pets
+checkpoint's to the bit, the rows say where it was trained, a resumed suite
 needs no pets run and recomputes nothing; each refusal is one line, exit status 2. A suite in
 parts (--first-seed, --only-conditions, --results): the seeds and conditions by hand, the results
 CSV merged by hand and refused for another suite, and the tiny suite's parts add up to its whole,
@@ -168,8 +169,10 @@ def test_interrupted_suite_resumes_and_recomputes_nothing(tiny_run, tmp_path, mo
 
 @pytest.mark.slow
 def test_training_saved_before_a_field_was_added_resumes(tiny_run, tmp_path, monkeypatch):
-    # interrupted in training episode 2, by code that had no structured.surface_features yet
+    # interrupted in training episode 2, by code that had no structured.surface_features yet (so
+    # it ran without them: the field's `absent` value, off, not today's default)
     out = tmp_path / "run"
+    older_flags = [*TINY, "--no-structured.surface-features"]
     real = cfglib.to_dict
 
     def older_to_dict(cfg, *args, **kw):
@@ -182,15 +185,15 @@ def test_training_saved_before_a_field_was_added_resumes(tiny_run, tmp_path, mon
         older.setattr(transfer, "to_dict", older_to_dict)
         _counting(older, stop_at=2)
         with pytest.raises(KeyboardInterrupt):
-            transfer.main([*TINY, "--out", str(out)])
+            transfer.main([*older_flags, "--out", str(out)])
     for path in (out / "config.json", out / "train" / "ensemble_seed0" / "config.json"):
         assert "structured.surface_features" not in json.loads(path.read_text())["config"]
     calls = _counting(monkeypatch)
-    transfer.main([*TINY, "--out", str(out), "--resume"])
+    transfer.main([*older_flags, "--out", str(out), "--resume"])
     assert len(calls) == EPISODES - 1
     assert (out / "per_seed.csv").read_text() == (tiny_run / "per_seed.csv").read_text()
     with pytest.raises(SystemExit):  # another value of the missing field is a difference
-        transfer.main([*TINY, "--out", str(out), "--resume", "--structured.surface-features"])
+        transfer.main([*TINY, "--out", str(out), "--resume"])  # today's default: on
 
 
 # --- --trained: models trained by experiments/pets.py ------------------------------------------
@@ -466,6 +469,7 @@ def _part_rows(model, seed, values):
 def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
     path = tmp_path / "transfer_pusher_hidden_mass.csv"
     part = ("--models", "ensemble", "--factors", "mass", "--seeds", "1")
+    part = (*part, "--no-structured.surface-features")  # as the older code below ran
     cfg0 = _cfg(*part)
     transfer.merge_results(cfg0, _part_rows("ensemble", 0, {"train": -40.0, "mass:test": -80.0}),
                            path)  # fmt: skip
@@ -478,14 +482,17 @@ def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
     merged = transfer.merge_results(
         cfg1, _part_rows("ensemble", 1, {"train": -60.0, "mass:test": -70.0}), path
     )
-    assert side.read_text() == json.dumps(first)  # matched (a field added since, at its
-    # default) and left as the first part wrote it, so older code's parts still match it
+    assert side.read_text() == json.dumps(first)  # matched (a field added since, at the value
+    # that older code meant) and left as the first part wrote it, so its parts still match it
+    today = _cfg("--models", "ensemble", "--factors", "mass", "--first-seed", "2")  # table on
+    with pytest.raises(transfer.ConfigError, match="structured.surface_features None there, True"):
+        transfer.check_results(today, path)
     assert [(r["seed"], r["condition"], r["return"]) for r in merged] == [
         (0, "train", -40.0), (0, "mass:test", -80.0), (1, "train", -60.0), (1, "mass:test", -70.0),
     ]  # fmt: skip
     # seed 1's mass:test again: replaced, not added; the oracle's part adds its rows
     transfer.merge_results(cfg1, _part_rows("ensemble", 1, {"mass:test": -120.0}), path)
-    oracle = _cfg("--models", "oracle", "--factors", "mass", "--seeds", "1")
+    oracle = _cfg("--models", "oracle", "--factors", "mass", "--seeds", "1", *part[-1:])
     merged = transfer.merge_results(oracle, _part_rows("oracle", 0, {"train": -30.0}), path)
     assert len(merged) == 5 and merged[-1]["model"] == "oracle"
     assert transfer.read_results(cfg0, path) == merged

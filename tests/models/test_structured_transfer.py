@@ -32,8 +32,15 @@ BLOCK1 = list(range(3, 9)) + list(range(11, 20))
 BLOCK2 = list(range(25, 40))
 # cut-off 1 m: an edge longer than 1 m carries exactly no message (weight clip(4 (1 - d), 0, 1));
 # propagation "expectation": the ensemble mean, no sampling noise per output column
+# (no table-top features: the block entries' indices below are the layout's own; their carry-over
+# is tested in test_structured.py)
 CFG = StructuredConfig(
-    members=2, hidden_size=8, hidden_layers=1, cutoff=1.0, propagation="expectation"
+    members=2,
+    hidden_size=8,
+    hidden_layers=1,
+    cutoff=1.0,
+    propagation="expectation",
+    surface_features=False,
 )
 
 
