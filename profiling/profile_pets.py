@@ -54,20 +54,13 @@ def register(pets) -> bool:
     if profiler is None or not hasattr(profiler, "add_function"):
         return False
     pets.main = profiler(pets.main)
-    # line_profiler times by code object: this `finetune` registers every model's own copy
-    finetune = rollout.make_finetune_rollout(
-        lambda state, obs, action: obs,
-        horizon=1,
-        steps=1,
-        learning_rate=1e-3,
-        batch_size=1,
-        holdout=0.1,
-    )
+    # each model builds its own `finetune` closure: wrap the ones built from now on
+    make_finetune = rollout.make_finetune_rollout
+    rollout.make_finetune_rollout = lambda *a, **kw: profiler(make_finetune(*a, **kw))
     for f in (
         mpc_episodes.run_mpc_episodes,
         episode.drive_episode,
         fitting.train_with_early_stopping,
-        finetune,
         RunDir.save_checkpoint,
         pets._plot,
     ):
