@@ -469,7 +469,8 @@ def _part_rows(model, seed, values):
 def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
     path = tmp_path / "transfer_pusher_hidden_mass.csv"
     part = ("--models", "ensemble", "--factors", "mass", "--seeds", "1")
-    part = (*part, "--no-structured.surface-features")  # as the older code below ran
+    older = "--no-structured.surface-features"  # how the older code below ran
+    part = (*part, older)
     cfg0 = _cfg(*part)
     transfer.merge_results(cfg0, _part_rows("ensemble", 0, {"train": -40.0, "mass:test": -80.0}),
                            path)  # fmt: skip
@@ -492,7 +493,7 @@ def test_results_parts_merge_and_refuse_another_suite_by_hand(tmp_path):
     ]  # fmt: skip
     # seed 1's mass:test again: replaced, not added; the oracle's part adds its rows
     transfer.merge_results(cfg1, _part_rows("ensemble", 1, {"mass:test": -120.0}), path)
-    oracle = _cfg("--models", "oracle", "--factors", "mass", "--seeds", "1", *part[-1:])
+    oracle = _cfg("--models", "oracle", "--factors", "mass", "--seeds", "1", older)
     merged = transfer.merge_results(oracle, _part_rows("oracle", 0, {"train": -30.0}), path)
     assert len(merged) == 5 and merged[-1]["model"] == "oracle"
     assert transfer.read_results(cfg0, path) == merged
