@@ -395,9 +395,12 @@ def run_figures(env: str, run: RunDir, target: float | None = None) -> dict:
     add the rolling success rate (`RATE`), `successes_last50`, e.g. "43/50" (fewer episodes than
     50 give a smaller denominator), `planned_solved` (successes over the planned, not random,
     episodes, e.g. "229/271"), `successes_per50`: the successes in each block of 50 episodes,
-    space-separated (the last block may be partial), and `first_steps_at_target`: the env steps
+    space-separated (the last block may be partial), `first_steps_at_target`: the env steps
     at which the rolling rate, over a full window of `SUCCESS_WINDOW` episodes, first reached
-    `target` (empty if it never did or no target is given)."""
+    `target` (empty if it never did or no target is given), `first_episode_last50_at_target`:
+    the first episode whose last 50 episodes succeeded at least `target` of the time, and
+    `fewest_last50_after`: the fewest successes in any 50 consecutive episodes ending there or
+    later, e.g. "42/50" (both empty if no full 50 ever reached `target`)."""
     records = run.metrics()
     # perf.jsonl is not truncated on resume: the last line of each episode counts
     perf = list({r["episode"]: r for r in read_metrics(run.perf_path)}.values())
@@ -423,4 +426,21 @@ def run_figures(env: str, run: RunDir, target: float | None = None) -> dict:
         full = records[SUCCESS_WINDOW - 1 :]  # a rate over fewer episodes is not the target's
         hit = [r["env_steps"] for r in full if target is not None and r[RATE] >= target]
         row["first_steps_at_target"] = hit[0] if hit else ""  # the rolling rate's first >= target
+        row.update(_last_block_figures(every, target))
     return row
+
+
+def _last_block_figures(successes: list[float], target: float | None) -> dict:
+    """`first_episode_last{LAST}_at_target` and `fewest_last{LAST}_after` of `run_figures`: is
+    the bar of "at least `target` over the last LAST episodes" held from some episode on, and by
+    how much at worst afterwards."""
+    keys = (f"first_episode_last{LAST}_at_target", f"fewest_last{LAST}_after")
+    if target is None or len(successes) < LAST:
+        return dict.fromkeys(keys, "")
+    totals = np.convolve(np.asarray(successes, dtype=float), np.ones(LAST), mode="valid")
+    totals = np.rint(totals).astype(int)  # totals[i]: successes of episodes i+1 .. i+LAST
+    (hits,) = np.nonzero(totals >= target * LAST)
+    if not len(hits):
+        return dict.fromkeys(keys, "")
+    first = int(hits[0])
+    return {keys[0]: first + LAST, keys[1]: f"{int(totals[first:].min())}/{LAST}"}

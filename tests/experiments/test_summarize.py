@@ -53,6 +53,24 @@ def test_successes_per_block_of_50(tmp_path):
     assert row["successes_per50"] == "10 50 0" and row["successes_last50"] == "30/50"
 
 
+def test_when_the_last_50_first_held_the_target_and_the_worst_after(tmp_path):
+    """pets.py's FetchPush target is 0.8: 40 of the last 50. Episodes 1-10 fail, 11-60 succeed,
+    61-75 fail, 76-125 succeed. The last 50 first hold 40 at episode 50 (episodes 1-50); the
+    fewest from then on are at episode 75 (episodes 26-75: the 35 successes 26-60)."""
+    _fake_run(tmp_path / "r", [0] * 10 + [1] * 50 + [0] * 15 + [1] * 50, 0, episodes=200)
+    (row,) = summarize.main([str(tmp_path / "r")])
+    assert row["first_episode_last50_at_target"] == 50
+    assert row["fewest_last50_after"] == "35/50" and row["successes_last50"] == "50/50"
+
+
+def test_the_last_50_figures_are_empty_until_they_mean_something(tmp_path):
+    """Fewer than 50 episodes, or 50 that never held 40 (39 here): no episode to name."""
+    _fake_run(tmp_path / "short", [1] * 49, 0, episodes=100)
+    _fake_run(tmp_path / "never", [0] * 11 + [1] * 39, 0, episodes=100)
+    for row in summarize.main([str(tmp_path / "short"), str(tmp_path / "never")]):
+        assert row["first_episode_last50_at_target"] == row["fewest_last50_after"] == ""
+
+
 def test_not_a_run_directory_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         summarize.main([str(tmp_path)])
