@@ -146,6 +146,10 @@ CASES = {
     "summarize": [
         (("{tmp}/no_run",), "{tmp}/no_run: no config.json here (not a run directory)"),
         (("--results", "{tmp}/out.csv"), "the following arguments are required: runs"),
+        (
+            ("{tmp}/no_run", "--plot", "{tmp}/fig.pdf"),
+            "--plot {tmp}/fig.pdf: the figure is a PNG; name a file ending in .png",
+        ),
     ],
     "convert_checkpoint": [
         (("{tmp}/no_run",), "no pickle checkpoint at {tmp}/no_run/checkpoints/latest.pkl"),

@@ -92,3 +92,37 @@ def test_an_mcts_run_gets_the_same_figures_and_its_simulations(tmp_path):
     assert "simulations" not in p and "evals_per_call" not in m
     assert m["planned_solved"] == p["planned_solved"] == "20/20"
     assert m["first_steps_at_target"] == 23 * 50 and p["first_steps_at_target"] == 21 * 50
+
+
+def test_block_curve_is_the_rate_of_each_block_of_50_at_its_last_episode():
+    """10, 50 and 0 successes over 120 episodes: blocks 1-50, 51-100 and the partial 101-120."""
+    row = {"episodes": 120, "successes_per50": "10 50 0"}
+    assert summarize.block_curve(row) == ([50, 100, 120], [0.2, 1.0, 0.0])
+    assert summarize.block_curve({"episodes": 100, "successes_per50": "40 45"}) == (
+        [50, 100],
+        [0.8, 0.9],
+    )
+    assert summarize.block_curve({"episodes": 30, "last10_return": -5.0}) == ([], [])  # not Fetch
+
+
+def test_plot_draws_the_runs_and_reads_back_their_curves(tmp_path, monkeypatch):
+    """--plot draws every run's block_curve (a partial last block apart from the line) into the
+    PNG it names; the lines drawn are read back from the figure before it is closed."""
+    import matplotlib.pyplot as plt
+
+    _fake_run(tmp_path / "a", [1] * 10 + [0] * 40 + [1] * 50 + [0] * 20, 0, episodes=200)
+    _fake_run(tmp_path / "b", [1] * 50, 0, episodes=50)
+    drawn = []
+    monkeypatch.setattr(plt, "close", lambda fig: drawn.extend(fig.axes[0].get_lines()))
+    out = tmp_path / "figs" / "fp.png"
+    argv = [str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(out)]
+    rows = summarize.main([*argv, "--results", str(tmp_path / "rows.csv")])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = [(list(line.get_xdata()), list(line.get_ydata())) for line in drawn]
+    assert ([50, 100], [0.2, 1.0]) in curves and ([120], [0.0]) in curves  # run a, its parts
+    assert ([50], [1.0]) in curves  # run b: one full block
+    assert ([0, 1], [0.8, 0.8]) in curves  # pets.py's FetchPush target (axhline's own x)
+    with open(tmp_path / "rows.csv", newline="") as f:  # the CSV's rows give the same curves
+        assert [summarize.block_curve(r) for r in csv.DictReader(f)] == [
+            summarize.block_curve(r) for r in rows
+        ]
