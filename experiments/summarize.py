@@ -88,7 +88,7 @@ def plot_blocks(rows: list[dict], out: Path) -> Path:
         model = str(row.get("model", ""))
         nth = seen[model] = seen.get(model, -1) + 1
         x, y = block_curve(row)
-        full = len(x) - (bool(x) and x[-1] % LAST != 0)  # a partial last block is not joined
+        full = int(row["episodes"]) // LAST  # the blocks joined by the line; a partial one is not
         colour = f"C{models.index(model)}"
         ax.plot(x[:full], y[:full], marker="o", markersize=3, color=colour,
                 linestyle=styles[nth % len(styles)],
